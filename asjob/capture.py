@@ -1,0 +1,91 @@
+"""Plain Python output captured into the running job's streams.
+
+``print``/``sys.stdout``/``sys.stderr`` → information, :func:`warnings.warn` → warning,
+:mod:`logging` → debug/verbose/warning/error by level. The hooks dispatch on the current job
+(:func:`asjob.writer.active_writer`), so thread jobs running at once never mix their streams and
+code outside any job writes where it always did.
+
+They are (re)installed at every job start, not once at import: test runners such as pytest
+replace ``sys.stdout`` for every test phase and reset ``warnings.showwarning`` per test.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import Any, TextIO
+
+from .writer import active_writer
+
+
+class _StreamDispatch:
+    """Stands in for ``sys.stdout``/``sys.stderr``: job text to the job, the rest passed on."""
+
+    def __init__(self, source: str, original: TextIO) -> None:
+        self._source = source
+        self.original = original
+
+    def write(self, text: str) -> int:
+        writer = active_writer()
+        if writer is None:
+            return self.original.write(text)
+        writer.write_text(self._source, text)
+        return len(text)
+
+    def flush(self) -> None:
+        if active_writer() is None:
+            self.original.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
+class _LogHandler(logging.Handler):
+    """Sends records logged inside a job to the job's streams."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        writer = active_writer()
+        if writer is not None:
+            writer.write_log(record)
+
+
+_log_handler = _LogHandler()
+
+
+def _showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
+    writer = active_writer()
+    if writer is None:
+        _original_showwarning(message, category, filename, lineno, file, line)
+    else:
+        writer.write_warning_message(message, category, filename, lineno)
+
+
+_original_showwarning = warnings.showwarning
+
+
+def install() -> None:
+    """Put the dispatching hooks in place (idempotent)."""
+    global _original_showwarning
+    for name in ("stdout", "stderr"):
+        current = getattr(sys, name)
+        if not isinstance(current, _StreamDispatch) and current is not None:
+            setattr(sys, name, _StreamDispatch(name, current))
+    if warnings.showwarning is not _showwarning:
+        _original_showwarning = warnings.showwarning
+        warnings.showwarning = _showwarning
+    root = logging.getLogger()
+    if _log_handler not in root.handlers:
+        root.addHandler(_log_handler)
+
+
+def install_exclusive() -> None:
+    """For a worker process, where everything belongs to the one job: capture every warning,
+    and let logging records reach the job only (the caller re-emits them on receive)."""
+    install()
+    warnings.simplefilter("always")
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler is not _log_handler:
+            root.removeHandler(handler)

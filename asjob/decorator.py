@@ -1,0 +1,133 @@
+"""``@as_job``: calling the decorated function starts a job and returns its :class:`Job`.
+
+Like tenacity's ``@retry``, it works bare (``@as_job``) and with options (``@as_job(kind=...)``),
+keeps the function's name, docstring and signature, exposes the undecorated function as
+``__wrapped__``, and hangs its extras on the wrapper: ``.map(items)`` fans out into a parent job
+with one child job per item.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from .call import Call, command_text
+from .context import resolve_context
+from .job import Job
+from .launching import commit, prepare
+from .session import current_session
+from .states import JobState, transition
+from .store.base import CHILDREN, NewJob
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AsJobFunction(Generic[P, T]):
+    """A function (or bound method) whose calls run as background jobs."""
+
+    def __init__(self, fn: Callable[P, T], *, name: str | None = None, kind: Any = "process",
+                 context: Any = None, throttle_limit: int | None = None,
+                 detach: bool = False, working_directory: str | os.PathLike[str] | None = None,
+                 ) -> None:
+        if throttle_limit is not None and throttle_limit < 1:
+            raise ValueError(f"throttle_limit must be at least 1, not {throttle_limit}")
+        functools.update_wrapper(self, fn)
+        self.__wrapped__ = fn
+        self.__asjob_function__ = fn
+        self.job_name = name
+        self.kind = kind
+        self.context = context
+        self.throttle_limit = throttle_limit
+        self.detach = detach
+        self.working_directory = working_directory
+
+    def __repr__(self) -> str:
+        return f"<as_job {getattr(self.__wrapped__, '__qualname__', self.__wrapped__)!r}>"
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        # Decorating a method in a class body: bind like a function would.
+        if instance is None:
+            return self
+        bound = self.__wrapped__.__get__(instance, owner)  # type: ignore[attr-defined]
+        return AsJobFunction(bound, name=self.job_name, kind=self.kind, context=self.context,
+                             throttle_limit=self.throttle_limit, detach=self.detach,
+                             working_directory=self.working_directory)
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+        return Call(self.__wrapped__, args, kwargs, context=resolve_context(self.context))
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Job[T]:
+        session = current_session()
+        prepared = prepare(session, self._call(args, kwargs), name=self.job_name,
+                           kind=self.kind, working_directory=self.working_directory,
+                           detach=self.detach)
+        return commit(session, prepared, throttle=self._throttle(session))
+
+    def _throttle(self, session: Any) -> Any:
+        if self.throttle_limit is None:
+            return None
+        return session.throttle(self.__wrapped__, self.throttle_limit)
+
+    def map(self, items: Iterable[Any]) -> Job[list[T]]:
+        """Start one child job per item (``fn(item)``) under one parent job.
+
+        Receiving the parent returns the children's results in input order; it is Failed if any
+        child failed (receiving raises the first failure, in input order, with
+        ``partial_output``), Stopped if it was stopped, else Completed once all have finished.
+        """
+        session = current_session()
+        values = list(items)
+        prepared = [
+            prepare(session, self._call((item,), {}), name=self.job_name, kind=self.kind,
+                    working_directory=self.working_directory, detach=self.detach)
+            for item in values
+        ]
+        template = prepared[0] if prepared else None
+        parent = session.store.create_job(NewJob(
+            name=self.job_name or "",
+            command=command_text(self.__wrapped__, (values,), {}).replace("(", ".map(", 1),
+            job_type_name=template.job_type_name if template else "BackgroundJob",
+            kind=template.kind.name if template else "process",
+            session_id=session.id, output_mode=CHILDREN, detached=self.detach,
+            host_pid=os.getpid(),
+        ))
+        if not prepared:
+            transition(session.store, parent.id, JobState.Running)
+            transition(session.store, parent.id, JobState.Completed)
+        throttle = self._throttle(session)
+        for position, child in enumerate(prepared):
+            commit(session, child, parent_id=parent.id, position=position, throttle=throttle)
+        handle: Job[list[T]] = session.handle(session.store.get_job(parent.id))
+        return handle
+
+
+@overload
+def as_job(fn: Callable[P, T], /) -> AsJobFunction[P, T]: ...
+
+
+@overload
+def as_job(*, name: str | None = None, kind: Any = "process", context: Any = None,
+           throttle_limit: int | None = None, detach: bool = False,
+           working_directory: str | os.PathLike[str] | None = None,
+           ) -> Callable[[Callable[P, T]], AsJobFunction[P, T]]: ...
+
+
+def as_job(fn: Callable[P, T] | None = None, /, *, name: str | None = None,
+           kind: Any = "process", context: Any = None, throttle_limit: int | None = None,
+           detach: bool = False, working_directory: str | os.PathLike[str] | None = None,
+           ) -> Any:
+    """Make calls of ``fn`` start background jobs (``@as_job`` or ``@as_job(...)``).
+
+    Also wraps a bound SDK method:
+    ``as_job(compute.virtual_machines.begin_create_or_update)(rg, "vm1", params)``.
+    ``throttle_limit=N`` runs at most N of this function's jobs at once.
+    """
+    def decorate(function: Callable[P, T]) -> AsJobFunction[P, T]:
+        return AsJobFunction(function, name=name, kind=kind, context=context,
+                             throttle_limit=throttle_limit, detach=detach,
+                             working_directory=working_directory)
+
+    return decorate if fn is None else decorate(fn)

@@ -1,0 +1,98 @@
+"""Exceptions across process boundaries.
+
+A worker's exception travels as data, not as a pickle of the live object: its type (module and
+qualified name), ``args``, ``__dict__``, message and traceback text. The caller rebuilds it
+without calling ``__init__`` (an ``__init__`` with extra required arguments is no obstacle) and
+chains it to a :class:`~asjob.errors.RemoteTraceback`. When the type cannot be imported in the
+caller, or nothing of it survives pickling, the caller gets a :class:`~asjob.errors.JobFailedError`
+that still carries the type name, message and traceback text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import traceback
+from typing import Any
+
+from .errors import JobFailedError, RemoteTraceback
+
+FORMAT_VERSION = 1
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
+
+
+def _portable_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(a if _picklable(a) else repr(a) for a in args)
+
+
+def encode_failure(exc: BaseException) -> bytes:
+    """Describe ``exc`` (with its traceback) as bytes that any process can decode."""
+    cls = type(exc)
+    state = {k: v for k, v in getattr(exc, "__dict__", {}).items() if _picklable(v)}
+    description = {
+        "version": FORMAT_VERSION,
+        "module": cls.__module__,
+        "qualname": cls.__qualname__,
+        "args": _portable_args(exc.args),
+        "state": state,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(cls, exc, exc.__traceback__)),
+    }
+    return pickle.dumps(description)
+
+
+def failure_type_name(blob: bytes) -> str:
+    """``module.QualName`` of an encoded failure."""
+    d = pickle.loads(blob)
+    return f"{d['module']}.{d['qualname']}"
+
+
+def _import_type(module: str, qualname: str) -> type[BaseException] | None:
+    if "<locals>" in qualname:
+        return None
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception:
+        return None
+    if isinstance(obj, type) and issubclass(obj, BaseException):
+        return obj
+    return None
+
+
+def decode_failure(blob: bytes, job_id: int | None = None) -> BaseException:
+    """Rebuild the exception :func:`encode_failure` described, chained to its remote traceback."""
+    d = pickle.loads(blob)
+    tb_text: str = d["traceback"]
+    cls = _import_type(d["module"], d["qualname"])
+    exc: BaseException
+    if cls is None:
+        exc = _unrebuildable(d, job_id, "its type cannot be imported here")
+    else:
+        try:
+            exc = cls.__new__(cls, *d["args"])
+            exc.args = d["args"]
+            exc.__dict__.update(d["state"])
+        except Exception as error:
+            exc = _unrebuildable(d, job_id, f"it cannot be rebuilt ({error})")
+    exc.__cause__ = RemoteTraceback(tb_text)
+    return exc
+
+
+def _unrebuildable(d: dict[str, Any], job_id: int | None, why: str) -> JobFailedError:
+    type_name = f"{d['module']}.{d['qualname']}"
+    return JobFailedError(
+        f"job {job_id} failed with {type_name}: {d['message']} ({why})",
+        job_id,
+        type_name=type_name,
+        original_message=d["message"],
+        traceback_text=d["traceback"],
+    )

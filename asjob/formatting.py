@@ -1,0 +1,39 @@
+"""``format_jobs``: the table ``Get-Job`` prints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .job import Job
+
+COLUMNS: tuple[tuple[str, int], ...] = (
+    ("Id", 6), ("Name", 15), ("PSJobTypeName", 15), ("State", 13), ("HasMoreData", 15),
+    ("Location", 20), ("Command", 25),
+)
+
+
+def _cell(value: Any, width: int) -> str:
+    text = ("True" if value else "False") if isinstance(value, bool) else str(value)
+    text = " ".join(text.split())  # one line per job, whatever the command holds
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return text.ljust(width)
+
+
+def format_row(values: Iterable[Any]) -> str:
+    return " ".join(_cell(v, w) for v, (_, w) in zip(values, COLUMNS)).rstrip()
+
+
+def format_jobs(jobs: Iterable[Job[Any]]) -> str:
+    """The jobs as PowerShell's ``Get-Job`` table: a header, a dashed underline, a row each."""
+    lines = [
+        format_row(label for label, _ in COLUMNS),
+        " ".join(("-" * len(label)).ljust(width) for label, width in COLUMNS).rstrip(),
+    ]
+    for job in jobs:
+        lines.append(format_row((
+            job.id, job.name, job.job_type_name, job.state, job.has_more_data, job.location,
+            job.command,
+        )))
+    return "\n".join(lines)

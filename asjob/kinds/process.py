@@ -1,0 +1,272 @@
+"""The ``process`` kind (the default): one worker process per job, forked from a fork server.
+
+::
+
+    caller thread ──start──► ForkServerClient ══socket══► fork server ──fork──► worker
+                                 ▲ reader thread: "started" → job Running (pid recorded)
+                                 │                "exited"  → session.job_finished
+    stop_job ── SIGKILL the worker's process group (and any descendant) ── wait for "exited"
+
+The fork server is started on the first job, with the caller's ``sys.path``, its ``__main__``
+and every module it has imported so far; modules imported later are sent along with the next
+start, so the server keeps up and forks stay cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from ..call import Call
+from ..errors import BackendUnavailableError, JobFailedError, WorkerLostError
+from ..failures import encode_failure
+from ..states import JobState, transition
+from ..store.base import JobRecord
+from ..worker import protocol
+from ..worker.payload import dumps_call
+from .base import LaunchOptions
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+STOP_WAIT_S = 5.0
+_ASJOB_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass
+class _Worker:
+    job_id: int
+    started: threading.Event = field(default_factory=threading.Event)
+    exited: threading.Event = field(default_factory=threading.Event)
+    pid: int | None = None
+
+
+def _importable_modules() -> list[str]:
+    return [
+        name for name, module in list(sys.modules.items())
+        if name not in ("__main__", "__mp_main__") and getattr(module, "__file__", None)
+    ]
+
+
+def _log_levels() -> dict[str, int]:
+    levels = {"": logging.getLogger().level}
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+class ForkServerClient:
+    """The session's end of the socket to its fork server."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._sent_modules: set[str] = set()
+        self.workers: dict[int, _Worker] = {}
+
+    def _ensure_server(self) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        store_path = self._session.store.path
+        if store_path is None:
+            raise BackendUnavailableError(
+                "the process kind needs a store its worker processes can open "
+                "(a SQLite store); this session uses an in-memory store: use kind='thread'"
+            )
+        ours, theirs = socket.socketpair()
+        bootstrap = (
+            f"import sys; sys.path.insert(0, {_ASJOB_ROOT!r}); "
+            "from asjob.worker.server import main; main()"
+        )
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", bootstrap, str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        theirs.close()
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        modules = _importable_modules()
+        self._sent_modules = set(modules)
+        protocol.send(ours, ("init", {
+            "sys_path": list(sys.path),
+            "store": store_path,
+            "main_name": getattr(spec, "name", None),
+            "main_path": getattr(main, "__file__", None),
+            "modules": modules,
+        }))
+        self._sock = ours
+        threading.Thread(
+            target=self._read, args=(ours,), name="asjob-fork-server-reader", daemon=True
+        ).start()
+        return ours
+
+    def start(self, job_id: int, payload: bytes, options: LaunchOptions) -> _Worker:
+        worker = _Worker(job_id)
+        with self._lock:
+            sock = self._ensure_server()
+            self.workers[job_id] = worker
+            new_modules = [m for m in _importable_modules() if m not in self._sent_modules]
+            if new_modules:
+                self._sent_modules.update(new_modules)
+                protocol.send(sock, ("preload", new_modules))
+            protocol.send(sock, (
+                "start", job_id, payload, options.detached, dict(os.environ),
+                options.working_directory, _log_levels(),
+            ))
+        return worker
+
+    # -- the reader thread ------------------------------------------------------------------
+
+    def _read(self, sock: socket.socket) -> None:
+        reader = protocol.Reader(sock)
+        while True:
+            try:
+                messages = reader.receive()
+            except OSError:
+                messages = None
+            if messages is None:
+                self._server_lost(sock)
+                return
+            for message in messages:
+                self._dispatch(message)
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
+        verb, job_id = message[0], message[1]
+        worker = self.workers.get(job_id)
+        store = self._session.store
+        if verb == "started":
+            pid = message[2]
+            try:
+                created: float | None = psutil.Process(pid).create_time()
+            except psutil.Error:
+                created = None  # already gone: a very short job
+            transition(store, job_id, JobState.Running, host_pid=pid, host_started=created)
+            if worker is not None:
+                worker.pid = pid
+                worker.started.set()
+        elif verb == "start_failed":
+            error = JobFailedError(message[2], job_id)
+            transition(store, job_id, JobState.Failed, reason=encode_failure(error))
+            self._ended(job_id, worker)
+        elif verb == "exited":
+            self._ended(job_id, worker)
+
+    def _ended(self, job_id: int, worker: _Worker | None) -> None:
+        with self._lock:
+            self.workers.pop(job_id, None)
+        if worker is not None:
+            worker.started.set()
+            worker.exited.set()
+        self._session.job_finished(job_id)
+
+    def _server_lost(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._sock is sock:
+                self._sock = None
+            orphans = list(self.workers.items())
+            self.workers.clear()
+        for job_id, worker in orphans:
+            record = self._session.store.get_job(job_id)
+            if not record.finished:
+                error = WorkerLostError(f"job {job_id}: the fork server ended", job_id)
+                transition(self._session.store, job_id, JobState.Failed,
+                           reason=encode_failure(error))
+            self._ended(job_id, worker)
+
+    def close(self) -> None:
+        with self._lock:
+            sock, self._sock = self._sock, None
+            process, self._process = self._process, None
+        if sock is not None:
+            sock.close()
+        if process is not None:
+            try:
+                # It exits once its non-detached workers are gone; detached ones keep it alive.
+                process.wait(timeout=0.0 if self._session.has_detached_running() else 2.0)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a worker, its process group, and descendants that left the group."""
+    if pid in (os.getpid(), os.getppid()) or pid <= 1:
+        return  # a record naming this very process is not a worker's: never kill ourselves
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for child in descendants:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+
+
+def process_gone(pid: int, started: float | None) -> bool:
+    """Whether process ``pid`` (created at ``started``) has ended; a zombie has."""
+    try:
+        process = psutil.Process(pid)
+        if started is not None and abs(process.create_time() - started) > 1.0:
+            return True  # the pid now belongs to another process
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        # Includes the window between a death and its reaping where /proc reads fail (ESRCH).
+        return True
+
+
+class ProcessKind:
+    name = "process"
+    job_type_name = "BackgroundJob"
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._client = ForkServerClient(session)
+
+    def prepare(self, call: Call, options: LaunchOptions) -> bytes:
+        return dumps_call(call)
+
+    def launch(self, record: JobRecord, prepared: Any, options: LaunchOptions,
+               wait: bool = True) -> None:
+        worker = self._client.start(record.id, prepared, options)
+        if wait:
+            worker.started.wait()
+
+    def stop(self, record: JobRecord) -> None:
+        worker = self._client.workers.get(record.id)
+        if worker is not None:
+            worker.started.wait(STOP_WAIT_S)
+            pid = worker.pid
+        else:
+            pid = record.host_pid
+        if pid is None:
+            return
+        kill_tree(pid)
+        if worker is not None:
+            worker.exited.wait(STOP_WAIT_S)
+            return
+        deadline = time.monotonic() + STOP_WAIT_S
+        while not process_gone(pid, record.host_started) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def is_live(self, job_id: int) -> bool:
+        return job_id in self._client.workers
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,87 @@
+"""The ``thread`` kind: the call runs in a thread of the calling process.
+
+Results are the very objects the call produced (no pickling), and logging records reach the
+caller's handlers as they happen. A thread cannot be killed: a stop sets the job's ``stopping``
+flag, marks the job Stopped at once and abandons the thread; whatever it does afterwards is
+dropped (its outcome's compare-and-set finds the job Stopped).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from ..call import Call
+from ..states import JobState, transition
+from ..store.base import JobRecord
+from ..worker.runner import run_call, store_sink
+from ..writer import JobWriter
+from .base import LaunchOptions
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+
+class ThreadKind:
+    name = "thread"
+    job_type_name = "ThreadJob"
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._writers: dict[int, JobWriter] = {}
+        self._lock = threading.Lock()
+        self._process_started = psutil.Process().create_time()
+
+    def prepare(self, call: Call, options: LaunchOptions) -> Call:
+        if os.path.realpath(options.working_directory) != os.path.realpath(os.getcwd()):
+            raise ValueError(
+                "thread jobs share the caller's working directory: "
+                f"cannot run one in {options.working_directory!r}; use kind='process'"
+            )
+        return call
+
+    def launch(self, record: JobRecord, prepared: Any, options: LaunchOptions,
+               wait: bool = True) -> None:
+        session = self._session
+        writer = JobWriter(
+            record.id, store_sink(session.store, record.id),
+            live_outputs=session.live_outputs, forward_logs=False,
+        )
+        with self._lock:
+            self._writers[record.id] = writer
+        if not transition(session.store, record.id, JobState.Running, host_pid=os.getpid(),
+                          host_started=self._process_started):
+            self._finished(record.id)
+            return
+        thread = threading.Thread(
+            target=self._run, args=(record.id, prepared, writer),
+            name=f"asjob-thread-job-{record.id}", daemon=True,
+        )
+        thread.start()
+
+    def _run(self, job_id: int, call: Call, writer: JobWriter) -> None:
+        try:
+            run_call(self._session.store, job_id, call, writer)
+        finally:
+            self._finished(job_id)
+
+    def _finished(self, job_id: int) -> None:
+        with self._lock:
+            self._writers.pop(job_id, None)
+        self._session.job_finished(job_id)
+
+    def stop(self, record: JobRecord) -> None:
+        with self._lock:
+            writer = self._writers.get(record.id)
+        if writer is not None:
+            writer.request_stop()
+
+    def is_live(self, job_id: int) -> bool:
+        with self._lock:
+            return job_id in self._writers
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,111 @@
+"""Starting jobs: from a call to a Running job, in two steps so nothing is half-made.
+
+``prepare`` checks everything that can fail (the kind, the working directory, whether the call
+can be sent to a worker) before any record exists; ``commit`` creates the record and hands the
+job to its kind, or to a throttle that starts it when a slot frees.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import plugins
+from .call import Call, command_text
+from .failures import encode_failure
+from .kinds.base import Kind, LaunchOptions
+from .session import Session, current_session, ensure_open
+from .states import JobState, transition
+from .store.base import GENERATOR, VALUE, NewJob
+from .throttle import Throttle
+
+if TYPE_CHECKING:
+    from .job import Job
+
+
+@dataclass
+class Prepared:
+    kind: Kind
+    payload: Any
+    options: LaunchOptions
+    name: str
+    command: str
+    job_type_name: str
+    output_mode: str
+
+
+def resolve_kind(session: Session, kind: Any) -> Kind:
+    if isinstance(kind, str):
+        return session.kind(kind)
+    return session.add_kind(kind)
+
+
+def resolve_working_directory(working_directory: str | os.PathLike[str] | None) -> str:
+    if working_directory is None:
+        return os.getcwd()
+    path = os.path.abspath(os.fspath(working_directory))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"working_directory {path!r} does not exist or is not a directory")
+    return path
+
+
+def prepare(session: Session, call: Call, *, name: str | None, kind: Any,
+            working_directory: str | os.PathLike[str] | None, detach: bool) -> Prepared:
+    ensure_open(session)
+    backend = resolve_kind(session, kind)
+    options = LaunchOptions(resolve_working_directory(working_directory), detach)
+    command = command_text(call.fn, call.args, call.kwargs)
+    job_type_name = backend.job_type_name
+    default_name = ""
+    provider = plugins.provider_for_call(call)
+    if provider is not None:
+        described = provider.describe_call(call)
+        if described is not None:
+            default_name, job_type_name = described
+        call = provider.prepare_call(call)
+    mode = GENERATOR if inspect.isgeneratorfunction(call.fn) else VALUE
+    return Prepared(
+        kind=backend, payload=backend.prepare(call, options), options=options,
+        name=name or default_name, command=command, job_type_name=job_type_name,
+        output_mode=mode,
+    )
+
+
+def commit(session: Session, prepared: Prepared, *, parent_id: int | None = None,
+           position: int = 0, throttle: Throttle | None = None) -> Job[Any]:
+    record = session.store.create_job(NewJob(
+        name=prepared.name, command=prepared.command, job_type_name=prepared.job_type_name,
+        kind=prepared.kind.name, session_id=session.id, output_mode=prepared.output_mode,
+        parent_id=parent_id, position=position, detached=prepared.options.detached,
+        host_pid=os.getpid(),
+    ))
+    job = session.handle(record)
+
+    def launch(wait: bool) -> None:
+        try:
+            prepared.kind.launch(record, prepared.payload, prepared.options, wait=wait)
+        except BaseException as exc:
+            transition(session.store, record.id, JobState.Failed, reason=encode_failure(exc))
+            session.job_finished(record.id)
+            if wait:
+                raise
+
+    if throttle is None:
+        launch(wait=True)
+    else:
+        session.bind_throttle(record.id, throttle)
+        if throttle.submit(record.id, lambda: launch(wait=False)):
+            launch(wait=True)
+    return job
+
+
+def start_call(call: Call, *, name: str | None = None, kind: Any = "process",
+               working_directory: str | os.PathLike[str] | None = None, detach: bool = False,
+               throttle_limit: int | None = None, throttle_owner: Any = None) -> Job[Any]:
+    session = current_session()
+    prepared = prepare(session, call, name=name, kind=kind,
+                       working_directory=working_directory, detach=detach)
+    throttle = session.throttle(throttle_owner, throttle_limit) if throttle_limit else None
+    return commit(session, prepared, throttle=throttle)

@@ -1,0 +1,70 @@
+"""Providers: SDK-specific knowledge, loaded lazily by the package an object comes from.
+
+A provider is registered under the ``asjob.providers`` entry-point group with the name of the
+top-level package it knows (``azure``). The core never imports an SDK: it asks for the provider
+of a function's owner or of a returned object by that package name, and only then loads it.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .call import Call
+    from .writer import JobWriter
+
+ENTRY_POINT_GROUP = "asjob.providers"
+
+
+class Provider(Protocol):
+    """What a provider may contribute. Each hook returns ``None`` / its input to decline."""
+
+    def describe_call(self, call: Call) -> tuple[str, str] | None:
+        """``(default job name, job_type_name)`` for a call this provider recognises."""
+
+    def prepare_call(self, call: Call) -> Call:
+        """A version of ``call`` that can be sent to a worker (e.g. an SDK client's bound
+        method replaced by a recipe that rebuilds the client from the job's context)."""
+
+    def finish(self, result: Any, writer: JobWriter, job_id: int) -> Any:
+        """Turn what the call returned into the job's result (wait for a long-running
+        operation and return its outcome); return ``result`` itself to decline."""
+
+
+@functools.cache
+def provider_packages() -> frozenset[str]:
+    """Names of the packages some installed provider knows (read once per process)."""
+    return frozenset(e.name for e in metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+@functools.cache
+def _provider_named(package: str) -> Provider | None:
+    if package not in provider_packages():
+        return None
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name == package:
+            factory = entry.load()
+            provider: Provider = factory()
+            return provider
+    return None
+
+
+def _package_of(obj: Any) -> str:
+    module = getattr(type(obj), "__module__", "") or ""
+    return module.split(".", 1)[0]
+
+
+def provider_for_call(call: Call) -> Provider | None:
+    owner = getattr(call.fn, "__self__", None)
+    if owner is None:
+        return None
+    return _provider_named(_package_of(owner))
+
+
+def provider_for_result(result: Any) -> Provider | None:
+    package = _package_of(result)
+    if package not in provider_packages():
+        return None
+    return _provider_named(package)

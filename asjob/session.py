@@ -1,0 +1,204 @@
+"""The session: this interpreter's view of its jobs.
+
+Each interpreter that starts jobs is a session with an id recorded on its jobs. The session owns
+the store handle, the kinds it has started jobs with (and so their workers and fork server), the
+throttles, and one condition variable that every job end of this session notifies, so waiting
+for in-session jobs needs no polling. When the interpreter exits, the session stops its jobs that
+are still running and not detached, so no worker outlives it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import threading
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from .errors import BackendUnavailableError, InvalidJobStateError
+from .store import Store, open_store
+from .store.base import JobRecord
+from .throttle import Throttle
+
+if TYPE_CHECKING:
+    from .job import Job
+    from .kinds.base import Kind
+
+# kind name -> (module, class, the extra that provides its packages)
+KINDS: dict[str, tuple[str, str, str | None]] = {
+    "process": ("asjob.kinds.process", "ProcessKind", None),
+    "thread": ("asjob.kinds.thread", "ThreadKind", None),
+    "dask": ("asjob.kinds.dask", "DaskKind", "dask"),
+}
+
+
+class Session:
+    def __init__(self, store: Store) -> None:
+        self.id = uuid.uuid4().hex
+        self.store = store
+        self.live_outputs: dict[tuple[int, int], Any] = {}
+        self._changed = threading.Condition()
+        self._generation = 0
+        self._finished: set[int] = set()
+        self._kinds: dict[str, Kind] = {}
+        self._kinds_lock = threading.Lock()
+        self._throttles: weakref.WeakKeyDictionary[Any, Throttle] = weakref.WeakKeyDictionary()
+        self._throttle_of: dict[int, Throttle] = {}
+        self._handles: weakref.WeakValueDictionary[int, Job[Any]] = weakref.WeakValueDictionary()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} store={self.store!r}>"
+
+    # -- kinds -------------------------------------------------------------------------------
+
+    def kind(self, name: str) -> Kind:
+        """The session's instance of the kind called ``name``, created on first use."""
+        with self._kinds_lock:
+            if name in self._kinds:
+                return self._kinds[name]
+            if name not in KINDS:
+                raise ValueError(f"unknown kind {name!r}: expected one of {', '.join(KINDS)}")
+            module_name, class_name, extra = KINDS[name]
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise BackendUnavailableError(
+                    f"the {name!r} kind needs packages that are not installed ({exc.name}): "
+                    f"pip install 'asjob[{extra}]'"
+                ) from None
+            kind: Kind = getattr(module, class_name)(self)
+            self._kinds[name] = kind
+            return kind
+
+    def add_kind(self, kind: Kind) -> Kind:
+        """Use a kind instance under its name (a kind object passed as ``kind=``)."""
+        with self._kinds_lock:
+            return self._kinds.setdefault(kind.name, kind)
+
+    def is_live(self, job_id: int) -> bool:
+        """Whether this session runs the job (and will be told when it ends)."""
+        return any(kind.is_live(job_id) for kind in list(self._kinds.values()))
+
+    # -- job ends ----------------------------------------------------------------------------
+
+    def job_finished(self, job_id: int) -> None:
+        """A kind's report that job ``job_id`` ended (or will never start)."""
+        with self._changed:
+            self._finished.add(job_id)
+            self._generation += 1
+            self._changed.notify_all()
+        throttle = self._throttle_of.pop(job_id, None)
+        if throttle is not None:
+            throttle.release(job_id)
+
+    def knows_finished(self, job_id: int) -> bool:
+        return job_id in self._finished
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def wait_for_change(self, seen: int, timeout: float) -> None:
+        """Block until a job of this session ends after generation ``seen``, or ``timeout``."""
+        with self._changed:
+            if self._generation == seen:
+                self._changed.wait(timeout)
+
+    # -- throttles and handles ---------------------------------------------------------------
+
+    def throttle(self, owner: Any, limit: int) -> Throttle:
+        throttle = self._throttles.get(owner)
+        if throttle is None or throttle.limit != limit:
+            throttle = self._throttles[owner] = Throttle(limit)
+        return throttle
+
+    def bind_throttle(self, job_id: int, throttle: Throttle) -> None:
+        self._throttle_of[job_id] = throttle
+
+    def cancel_queued(self, job_id: int) -> None:
+        throttle = self._throttle_of.get(job_id)
+        if throttle is not None and throttle.owns(job_id):
+            self.job_finished(job_id)
+
+    def handle(self, record: JobRecord) -> Job[Any]:
+        """The one :class:`~asjob.job.Job` object of this session for ``record``."""
+        from .job import Job
+
+        job = self._handles.get(record.id)
+        if job is None:
+            job = Job(self, record)
+            self._handles[record.id] = job
+        return job
+
+    def forget(self, job_ids: list[int]) -> None:
+        for key in [k for k in self.live_outputs if k[0] in job_ids]:
+            self.live_outputs.pop(key, None)
+        for job_id in job_ids:
+            self._handles.pop(job_id, None)
+
+    def has_detached_running(self) -> bool:
+        return any(
+            r.detached and not r.finished for r in self.store.list_jobs(session_id=self.id)
+        )
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop this session's running jobs that are not detached, then release the kinds."""
+        if self._closed:
+            return
+        self._closed = True
+        from .verbs import stop_job
+
+        doomed = [
+            r.id for r in self.store.list_jobs(session_id=self.id)
+            if not r.finished and not r.detached and r.parent_id is None
+        ]
+        try:
+            stop_job(doomed, session=self)
+        finally:
+            for kind in list(self._kinds.values()):
+                kind.close()
+
+
+_current: Session | None = None
+_current_lock = threading.Lock()
+
+
+def current_session() -> Session:
+    """This interpreter's session, opening the default store on first use."""
+    global _current
+    with _current_lock:
+        if _current is None:
+            _current = Session(open_store())
+        return _current
+
+
+def use_store(store: Store) -> Session:
+    """Start a new session on ``store`` (ending the current one, whose jobs are stopped).
+
+    For applications that keep their own store, and for tests (a
+    :class:`~asjob.store.MemoryStore` with the thread kind).
+    """
+    global _current
+    with _current_lock:
+        previous, _current = _current, Session(store)
+        session = _current
+    if previous is not None:
+        previous.close()
+    return session
+
+
+def _close_at_exit() -> None:
+    if _current is not None:
+        _current.close()
+
+
+atexit.register(_close_at_exit)
+
+
+def ensure_open(session: Session) -> None:
+    if session._closed:
+        raise InvalidJobStateError("this session has ended: it cannot start jobs")

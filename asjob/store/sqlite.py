@@ -1,0 +1,319 @@
+"""The default store: one SQLite file shared by every process that manages jobs.
+
+WAL mode lets readers run while a writer commits; every write is one short ``BEGIN IMMEDIATE``
+transaction (taking the write lock up front, so two writers never deadlock upgrading a read
+lock), and a generous busy timeout makes concurrent writers queue instead of failing with
+"database is locked". Each thread and each process (after a fork) opens its own connection:
+SQLite connections must not cross either boundary. The file and its directory are created
+owner-only before SQLite touches them; SQLite gives its -wal and -shm files the same mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import JobNotFoundError, StoreError
+from ..states import JobState
+from .base import (
+    SCHEMA_VERSION,
+    JobRecord,
+    NewJob,
+    StreamRow,
+    check_fields,
+    now,
+    settled_parent_state,
+)
+
+BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    command TEXT NOT NULL,
+    job_type_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    location TEXT NOT NULL,
+    state TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    parent_id INTEGER,
+    position INTEGER NOT NULL DEFAULT 0,
+    output_mode TEXT NOT NULL,
+    detached INTEGER NOT NULL DEFAULT 0,
+    host_pid INTEGER,
+    host_started REAL,
+    created REAL NOT NULL,
+    begin_time REAL,
+    end_time REAL,
+    reason BLOB,
+    resume_data TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_session ON jobs (session_id);
+CREATE INDEX IF NOT EXISTS jobs_parent ON jobs (parent_id);
+CREATE TABLE IF NOT EXISTS records (
+    job_id INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_job ON records (job_id, seq);
+"""
+
+_COLUMNS = (
+    "id, instance_id, name, command, job_type_name, kind, location, state, session_id, "
+    "parent_id, position, output_mode, detached, host_pid, host_started, created, begin_time, "
+    "end_time, reason, resume_data, "
+    "(SELECT COUNT(*) FROM records r WHERE r.job_id = jobs.id) AS unreceived"
+)
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        id=row[0], instance_id=uuid.UUID(row[1]), name=row[2], command=row[3],
+        job_type_name=row[4], kind=row[5], location=row[6], state=JobState(row[7]),
+        session_id=row[8], parent_id=row[9], position=row[10], output_mode=row[11],
+        detached=bool(row[12]), host_pid=row[13], host_started=row[14], created=row[15],
+        begin_time=row[16], end_time=row[17], reason=row[18], resume_data=row[19],
+        unreceived=row[20],
+    )
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` (and its directory) readable by the owner only, if it does not exist."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+class SQLiteStore:
+    """A :class:`~asjob.store.base.Store` in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, initialise: bool = True) -> None:
+        """Open the store at ``path``, creating it (owner-only) and its schema if needed.
+        ``initialise=False`` skips that for a process that knows the store exists (a worker)."""
+        self._path = Path(path).expanduser().absolute()
+        self._local = threading.local()
+        if not initialise:
+            return
+        try:
+            create_private_file(self._path)
+        except OSError as exc:
+            raise StoreError(f"cannot create the job store {self._path}: {exc.strerror}") from None
+        with self._translated_errors():
+            self._initialise()
+
+    @property
+    def path(self) -> str:
+        return str(self._path)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = sqlite3.connect(
+                self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return conn
+
+    @contextlib.contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise StoreError(f"{self._path} is not an asjob job store ({exc})") from None
+            raise
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        with self._translated_errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _initialise(self) -> None:
+        conn = self._connection()
+        # WAL is a property of the file, so setting it once is enough; it cannot change
+        # inside a transaction.
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+        with self._write() as conn:
+            # executescript would commit the open transaction: run the statements one by one.
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the job store {self._path} was written by a newer asjob "
+                    f"(schema {row[0]}, this asjob reads up to {SCHEMA_VERSION}): upgrade asjob"
+                )
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def create_job(self, new: NewJob) -> JobRecord:
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO jobs (instance_id, name, command, job_type_name, kind, location, "
+                "state, session_id, parent_id, position, output_mode, detached, host_pid, "
+                "created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (str(new.instance_id), new.name, new.command, new.job_type_name, new.kind,
+                 new.location, JobState.NotStarted.value, new.session_id, new.parent_id,
+                 new.position, new.output_mode, int(new.detached), new.host_pid, now()),
+            )
+            job_id = cur.lastrowid
+            assert job_id is not None
+            if not new.name:
+                conn.execute("UPDATE jobs SET name = ? WHERE id = ?", (f"Job{job_id}", job_id))
+            return self._get(conn, job_id)
+
+    def _get(self, conn: sqlite3.Connection, job_id: int) -> JobRecord:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no job with id {job_id}", job_id)
+        return _record(row)
+
+    def get_job(self, job_id: int) -> JobRecord:
+        with self._translated_errors():
+            return self._get(self._connection(), job_id)
+
+    def list_jobs(
+        self, *, session_id: str | None = None, parent_id: int | None = None,
+        top_level: bool = False,
+    ) -> list[JobRecord]:
+        clauses, params = [], []
+        if session_id is not None:
+            clauses.append("session_id = ?")
+            params.append(session_id)
+        if parent_id is not None:
+            clauses.append("parent_id = ?")
+            params.append(parent_id)
+        if top_level:
+            clauses.append("parent_id IS NULL")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._translated_errors():
+            rows = self._connection().execute(
+                f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY id", params
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def compare_and_set_state(
+        self, job_id: int, sources: frozenset[JobState], target: JobState,
+        *, records: Sequence[tuple[str, bytes]] = (), **fields: Any,
+    ) -> bool:
+        check_fields(fields)
+        if not sources:
+            return False
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT state, parent_id, begin_time FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None or JobState(row[0]) not in sources:
+                return False
+            if target is JobState.Running and row[2] is None:
+                fields.setdefault("begin_time", now())
+            if target.finished:
+                fields.setdefault("end_time", now())
+            self._set(conn, job_id, state=target.value, **fields)
+            self._append(conn, job_id, records)
+            if row[1] is not None:
+                self._settle_parent(conn, row[1], target)
+            return True
+
+    def _set(self, conn: sqlite3.Connection, job_id: int, **fields: Any) -> None:
+        if fields:
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            conn.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id)
+            )
+
+    def _settle_parent(self, conn: sqlite3.Connection, parent_id: int, child: JobState) -> None:
+        parent_state = JobState(
+            conn.execute("SELECT state FROM jobs WHERE id = ?", (parent_id,)).fetchone()[0]
+        )
+        if child is JobState.Running and parent_state is JobState.NotStarted:
+            self._set(conn, parent_id, state=JobState.Running.value, begin_time=now())
+        elif child.finished and not parent_state.finished:
+            children = conn.execute(
+                "SELECT state FROM jobs WHERE parent_id = ?", (parent_id,)
+            ).fetchall()
+            settled = settled_parent_state(parent_state, (JobState(c[0]) for c in children))
+            if settled is not None:
+                self._set(conn, parent_id, state=settled.value, end_time=now())
+
+    def update(self, job_id: int, **fields: Any) -> None:
+        check_fields(fields)
+        with self._write() as conn:
+            self._set(conn, job_id, **fields)
+
+    def delete_jobs(self, job_ids: Sequence[int]) -> None:
+        with self._write() as conn:
+            for job_id in job_ids:
+                ids = [job_id] + [
+                    r[0] for r in conn.execute("SELECT id FROM jobs WHERE parent_id = ?", (job_id,))
+                ]
+                marks = ",".join("?" * len(ids))
+                conn.execute(f"DELETE FROM records WHERE job_id IN ({marks})", ids)
+                conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+
+    # -- stream records ---------------------------------------------------------------------
+
+    @staticmethod
+    def _append(
+        conn: sqlite3.Connection, job_id: int, records: Sequence[tuple[str, bytes]]
+    ) -> None:
+        if records:
+            conn.executemany(
+                "INSERT INTO records (job_id, stream, payload) VALUES (?, ?, ?)",
+                [(job_id, stream, payload) for stream, payload in records],
+            )
+
+    def append_records(self, job_id: int, records: Sequence[tuple[str, bytes]]) -> None:
+        with self._write() as conn:
+            self._append(conn, job_id, records)
+
+    def read_records(
+        self, job_id: int, *, streams: Iterable[str] | None = None, remove: bool = False,
+    ) -> list[StreamRow]:
+        names = None if streams is None else list(streams)
+        only = "" if names is None else f" AND stream IN ({','.join('?' * len(names))})"
+        query = f"SELECT job_id, seq, stream, payload FROM records WHERE job_id = ?{only}"
+        params: list[Any] = [job_id, *(names or [])]
+        query += " ORDER BY seq"
+        if not remove:
+            with self._translated_errors():
+                rows = self._connection().execute(query, params).fetchall()
+            return [StreamRow(*r) for r in rows]
+        with self._write() as conn:
+            rows = conn.execute(query, params).fetchall()
+            if rows:
+                conn.execute(
+                    f"DELETE FROM records WHERE job_id = ? AND seq <= ?{only}",
+                    (job_id, rows[-1][1], *(names or [])),
+                )
+        return [StreamRow(*r) for r in rows]

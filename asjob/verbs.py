@@ -1,0 +1,306 @@
+"""The six PowerShell job verbs: Start-Job, Get-Job, Receive-Job, Wait-Job, Stop-Job, Remove-Job.
+
+Every verb except ``start_job`` takes a :class:`~asjob.job.Job`, an ``int`` id, or a list of them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar, Union
+
+from . import records as r
+from .call import Call
+from .errors import InvalidJobStateError, JobNotFinishedError, JobNotFoundError
+from .failures import decode_failure
+from .job import Job
+from .launching import start_call
+from .receiving import output_values, replay
+from .session import Session, current_session
+from .states import JobState, transition
+from .store.base import CHILDREN, GENERATOR, JobRecord
+
+T = TypeVar("T")
+JobLike = Union[Job[Any], int]
+Jobs = Union[JobLike, Sequence[JobLike]]
+
+FOREIGN_POLL_S = 0.05
+_NON_OUTPUT = tuple(s for s in r.STREAMS if s != r.OUTPUT)
+
+
+def _handles(jobs: Jobs, session: Session) -> tuple[list[Job[Any]], bool]:
+    """The jobs as handles, and whether a single job (not a list) was given."""
+    single = isinstance(jobs, (Job, int))
+    items: Iterable[JobLike] = [jobs] if single else jobs  # type: ignore[list-item]
+    handles = []
+    for item in items:
+        if isinstance(item, Job):
+            handles.append(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            handles.append(session.handle(session.store.get_job(item)))
+        else:
+            raise TypeError(f"expected a Job or a job id, not {type(item).__name__}: {item!r}")
+    return handles, single
+
+
+# -- Start-Job ---------------------------------------------------------------------------------
+
+def start_job(fn: Callable[..., T], *args: Any, name: str | None = None, kind: Any = "process",
+              context: Any = None, working_directory: str | os.PathLike[str] | None = None,
+              init: Callable[[], Any] | None = None, detach: bool = False,
+              **kwargs: Any) -> Job[T]:
+    """Start ``fn(*args, **kwargs)`` as a background job and return at once.
+
+    A ``process`` job is Running when this returns. ``init`` runs in the worker before ``fn``.
+    ``detach=True`` lets the job outlive this interpreter; otherwise it is stopped at exit.
+    """
+    fn = getattr(fn, "__asjob_function__", fn)
+    from .context import resolve_context
+
+    call = Call(fn, args, kwargs, init=init, context=resolve_context(context))
+    return start_call(call, name=name, kind=kind, working_directory=working_directory,
+                      detach=detach)
+
+
+# -- Get-Job -----------------------------------------------------------------------------------
+
+def _is_pattern(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _matches(value: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value.lower(), p.lower()) for p in patterns)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, int, uuid.UUID, JobState)):
+        return [value]
+    return list(value)
+
+
+def _stamp(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def get_job(id: int | Sequence[int] | None = None, name: str | Sequence[str] | None = None,
+            instance_id: uuid.UUID | str | Sequence[uuid.UUID | str] | None = None,
+            state: JobState | str | Sequence[JobState | str] | None = None,
+            command: str | Sequence[str] | None = None, has_more_data: bool | None = None,
+            before: datetime | None = None, after: datetime | None = None,
+            newest: int | None = None, include_child_job: bool = False,
+            all_sessions: bool = False) -> list[Job[Any]]:
+    """Jobs of this session (or of the whole store with ``all_sessions``), filtered, by id.
+
+    Exact ids, instance ids and non-wildcard names that match nothing raise
+    :class:`~asjob.errors.JobNotFoundError`; other filters that match nothing return ``[]``.
+    """
+    session = current_session()
+    store = session.store
+    ids, names = _as_list(id), _as_list(name)
+    instances = [uuid.UUID(str(i)) for i in _as_list(instance_id)]
+    if ids:
+        records = [store.get_job(i) for i in ids]
+    elif instances:
+        everything = store.list_jobs()
+        records = []
+        for wanted in instances:
+            found = [rec for rec in everything if rec.instance_id == wanted]
+            if not found:
+                raise JobNotFoundError(f"no job with instance id {wanted}")
+            records.extend(found)
+    else:
+        records = store.list_jobs(session_id=None if all_sessions else session.id)
+        if not include_child_job:
+            records = [rec for rec in records if rec.parent_id is None]
+    if names:
+        for literal in (n for n in names if not _is_pattern(n)):
+            if not any(rec.name.lower() == literal.lower() for rec in records):
+                raise JobNotFoundError(f"no job named {literal!r}")
+        records = [rec for rec in records if _matches(rec.name, names)]
+    handles = [session.handle(rec) for rec in sorted(records, key=lambda rec: rec.id)]
+    return _filter(handles, state=state, command=command, has_more_data=has_more_data,
+                   before=before, after=after, newest=newest)
+
+
+def _filter(jobs: list[Job[Any]], *, state: Any, command: Any, has_more_data: bool | None,
+            before: datetime | None, after: datetime | None,
+            newest: int | None) -> list[Job[Any]]:
+    states = {JobState(str(s)) for s in _as_list(state)}
+    commands = _as_list(command)
+    if states:
+        jobs = [j for j in jobs if j.state in states]
+    if commands:
+        jobs = [j for j in jobs if _matches(j.command, commands)]
+    if has_more_data is not None:
+        jobs = [j for j in jobs if j.has_more_data == has_more_data]
+    if before is not None or after is not None or newest is not None:
+        ended = [(j, j.end_time) for j in jobs]
+        kept = [
+            (j, end) for j, end in ended if end is not None
+            and (before is None or _stamp(end) < _stamp(before))
+            and (after is None or _stamp(end) > _stamp(after))
+        ]
+        if newest is not None:
+            kept = sorted(kept, key=lambda pair: pair[1])[-newest:] if newest > 0 else []  # type: ignore[arg-type,return-value]
+        jobs = sorted((j for j, _ in kept), key=lambda j: j.id)
+    return jobs
+
+
+# -- Wait-Job ----------------------------------------------------------------------------------
+
+def wait_job(jobs: Jobs, any: bool = False, timeout: float | None = None) -> list[Job[Any]]:
+    """Wait until all jobs (or, with ``any``, one) have finished.
+
+    Returns the jobs in input order (with ``any``, a one-element list: the first finished job in
+    input order); ``[]`` if ``timeout`` seconds passed first (the jobs keep running).
+    ``timeout=0`` polls.
+    """
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be zero or more seconds, not {timeout}")
+    session = current_session()
+    handles, _ = _handles(jobs, session)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        seen = session.generation
+        finished = [j for j in handles if j.is_finished()]
+        if any and finished:
+            return [finished[0]]
+        if not any and len(finished) == len(handles):
+            return handles
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return []
+        foreign = not all(session.is_live(j.id) for j in handles if not j.is_finished())
+        pause = FOREIGN_POLL_S if foreign else 1.0
+        session.wait_for_change(seen, pause if remaining is None else min(pause, remaining))
+
+
+# -- Receive-Job -------------------------------------------------------------------------------
+
+def receive_job(job: Jobs, keep: bool = False, wait: bool = False,
+                auto_remove_job: bool = False) -> Any:
+    """What the job produced and has not been received yet (see the README for the rules).
+
+    A Failed job raises its original exception (``partial_output`` attached) every time.
+    Several jobs: a list of per-job results in the order given.
+    """
+    if auto_remove_job and not wait:
+        raise ValueError("auto_remove_job=True needs wait=True")
+    session = current_session()
+    handles, single = _handles(job, session)
+    if wait:
+        wait_job(handles)
+    results = [_receive(session, h, keep) for h in handles]
+    if auto_remove_job:
+        remove_job(handles)
+    return results[0] if single else results
+
+
+def _receive(session: Session, job: Job[Any], keep: bool) -> Any:
+    record = job._record()
+    if record.output_mode == CHILDREN:
+        return _receive_parent(session, job, record, keep)
+    takes_output = record.finished or record.output_mode == GENERATOR
+    rows = session.store.read_records(
+        job.id, streams=None if takes_output else _NON_OUTPUT, remove=not keep
+    )
+    decoded = [(row.stream, r.decode(row.payload)) for row in rows]
+    items = [rec for stream, rec in decoded if stream == r.OUTPUT]
+    outputs = output_values(session, job.id, items, keep=keep)
+    if not keep:
+        replay(decoded)
+    if record.state is JobState.Failed:
+        assert record.reason is not None
+        _raise_with(decode_failure(record.reason, job.id), outputs)
+    if record.output_mode == GENERATOR:
+        return outputs
+    return outputs[0] if outputs else None
+
+
+def _raise_with(exc: BaseException, partial: list[Any]) -> None:
+    try:
+        exc.partial_output = partial  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    raise exc
+
+
+def _receive_parent(session: Session, job: Job[Any], record: JobRecord, keep: bool) -> Any:
+    results: list[Any] = []
+    first_failure: BaseException | None = None
+    for child in job.child_jobs:
+        try:
+            results.append(_receive(session, child, keep))
+        except Exception as exc:  # noqa: BLE001 - a child's failure is reported as the parent's
+            results.append(None)
+            first_failure = first_failure or exc
+    if record.state is JobState.Failed and first_failure is not None:
+        _raise_with(first_failure, results)
+    return results
+
+
+# -- Stop-Job ----------------------------------------------------------------------------------
+
+def stop_job(jobs: Jobs, *, session: Session | None = None) -> None:
+    """Stop jobs and return once their work has really stopped. Finished jobs are left alone."""
+    session = session or current_session()
+    handles, _ = _handles(jobs, session)
+    for job in handles:
+        _stop(session, job)
+
+
+def _stop(session: Session, job: Job[Any]) -> None:
+    store = session.store
+    record = job._record()
+    if record.finished:
+        return
+    if record.output_mode == CHILDREN:
+        transition(store, job.id, JobState.Stopping)
+        for child in job.child_jobs:
+            _stop(session, child)
+        transition(store, job.id, JobState.Stopped)  # no-op once the last child settled it
+        return
+    session.cancel_queued(job.id)
+    if record.state is JobState.NotStarted and transition(store, job.id, JobState.Stopped):
+        session.job_finished(job.id)
+        return
+    if not transition(store, job.id, JobState.Stopping):
+        return
+    kind = session.kind(record.kind)
+    kind.stop(store.get_job(job.id))
+    transition(store, job.id, JobState.Stopped)
+    session.job_finished(job.id)
+
+
+# -- Remove-Job --------------------------------------------------------------------------------
+
+def remove_job(jobs: Jobs, force: bool = False) -> None:
+    """Remove finished jobs (and their child jobs) from the session and the store.
+
+    A running job raises :class:`~asjob.errors.JobNotFinishedError` unless ``force``, which
+    stops it first. Nothing is removed if any job given cannot be.
+    """
+    session = current_session()
+    handles, _ = _handles(jobs, session)
+    for job in handles:
+        record = job._record()
+        if record.parent_id is not None:
+            raise InvalidJobStateError(
+                f"job {job.id} is a child job of job {record.parent_id}: remove the parent",
+                job.id,
+            )
+        if not record.finished and not force:
+            raise JobNotFinishedError(
+                f"job {job.id} is {record.state}: stop it first, or use force=True", job.id
+            )
+    stop_job([j for j in handles if not j.is_finished()], session=session)
+    ids = [j.id for j in handles]
+    children = [c.id for j in handles for c in j.child_jobs]
+    session.store.delete_jobs(ids)
+    session.forget(ids + children)

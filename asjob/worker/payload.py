@@ -1,0 +1,122 @@
+"""Packing a :class:`~asjob.call.Call` for a worker process.
+
+Functions travel by reference (module and qualified name), as :mod:`pickle` always sends them.
+One twist: a module-level function decorated with ``@as_job`` is, at its module attribute, the
+decorator's wrapper, so pickle refuses to send the undecorated ``__wrapped__`` by reference
+("not the same object"). Such functions travel as "the wrapper at module.name, unwrapped".
+
+What cannot be sent fails here, at the call, with a ``TypeError`` naming the culprit: never in the
+worker, where it would be a hang or a job stuck in NotStarted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import io
+import pickle
+import sys
+import types
+from typing import Any
+
+from ..call import Call, function_name
+
+
+def _lookup(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _unwrapped(module: str, qualname: str) -> Any:
+    obj = _lookup(module, qualname)
+    return getattr(obj, "__wrapped__", obj)
+
+
+class _CallPickler(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.FunctionType) and "<locals>" not in obj.__qualname__:
+            try:
+                found = _lookup(obj.__module__, obj.__qualname__)
+            except Exception:
+                return NotImplemented
+            if found is not obj and getattr(found, "__wrapped__", None) is obj:
+                return _unwrapped, (obj.__module__, obj.__qualname__)
+        return NotImplemented
+
+
+def _dumps(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    _CallPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def loads_call(payload: bytes) -> Call:
+    call: Call = pickle.loads(payload)
+    return call
+
+
+def dumps_call(call: Call) -> bytes:
+    """Pickle ``call``; raise ``TypeError`` naming what cannot be sent if that fails."""
+    _check_main(call)
+    try:
+        return _dumps(call)
+    except Exception as exc:
+        raise TypeError(_culprit(call, exc)) from exc
+
+
+def _check_main(call: Call) -> None:
+    module = getattr(call.fn, "__module__", None)
+    main = sys.modules.get("__main__")
+    if module == "__main__" and getattr(main, "__file__", None) is None:
+        raise TypeError(
+            f"cannot send {function_name(call.fn)} to a worker process: it was defined "
+            "interactively (__main__ has no file); define it in a module, or use kind='thread'"
+        )
+
+
+def _parameter_names(call: Call) -> list[str]:
+    try:
+        params = list(inspect.signature(call.fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    names = []
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            break
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            names.append(p.name)
+    return names
+
+
+def _fails(obj: Any) -> Exception | None:
+    try:
+        _dumps(obj)
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _culprit(call: Call, whole: Exception) -> str:
+    fn = function_name(call.fn)
+    prefix = "cannot send to a worker process"
+    error = _fails(call.fn)
+    if error is not None:
+        return f"{prefix} the function {fn} (define it at module level, or use kind='thread'): " \
+               f"{error}"
+    names = _parameter_names(call)
+    for index, value in enumerate(call.args):
+        error = _fails(value)
+        if error is not None:
+            label = f"'{names[index]}'" if index < len(names) else f"#{index}"
+            return f"{prefix} argument {label} (position {index}) of {fn}: {error}"
+    for key, value in call.kwargs.items():
+        error = _fails(value)
+        if error is not None:
+            return f"{prefix} argument '{key}' of {fn}: {error}"
+    if call.init is not None and _fails(call.init) is not None:
+        return f"{prefix} the init function of {fn}: {_fails(call.init)}"
+    if call.context is not None and _fails(call.context) is not None:
+        return f"{prefix} the context of {fn}: {_fails(call.context)}"
+    return f"{prefix} the call {fn}: {whole}"

@@ -1,0 +1,48 @@
+"""What a freshly forked worker process does: claim its job, run it, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from .. import capture, context
+from .. import writer as writers
+from ..failures import encode_failure
+from ..states import JobState, transition
+from ..store.sqlite import SQLiteStore
+from .payload import loads_call
+from .runner import run_call, store_sink
+
+
+def apply_log_levels(levels: dict[str, int]) -> None:
+    """Give this process the caller's logger levels, so a job logs what the caller would see."""
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
+
+
+def run_worker(store_path: str, job_id: int, payload: bytes, log_levels: dict[str, int]) -> int:
+    """Run job ``job_id`` in this process; the exit code for the fork server (0: outcome recorded)."""
+    store = SQLiteStore(store_path, initialise=False)
+    if not transition(store, job_id, JobState.Running, host_pid=os.getpid()):
+        if store.get_job(job_id).state is not JobState.Running:
+            return 0  # stopped before it began: nothing to run
+    writer = writers.JobWriter(job_id, store_sink(store, job_id))
+    writers.bind_process(writer)
+    capture.install_exclusive()
+    apply_log_levels(log_levels)
+    try:
+        call = loads_call(payload)
+    except BaseException as exc:  # noqa: BLE001 - e.g. the function's module fails to import
+        transition(store, job_id, JobState.Failed, reason=encode_failure(exc))
+        return 0
+    # Threads the job starts do not inherit its context variable; in a worker process the
+    # whole process belongs to the job, so its context is the process's too.
+    context.set_context(call.context)
+    run_call(store, job_id, call, writer)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001, S110 - a closed stream must not fail the job
+            pass
+    return 0

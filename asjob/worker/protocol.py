@@ -1,0 +1,51 @@
+"""The framed protocol between a session and its fork server: length-prefixed pickles over a
+Unix socket pair. Only the two ends of that private socket pair ever read these frames.
+
+Messages (tuples, first item the verb)::
+
+    session ─► server   ("preload", [module names])
+                        ("start", job_id, payload, detached, environ, cwd, log_levels)
+                        ("kill", job_id)
+    server ─► session   ("started", job_id, pid, create_time)
+                        ("start_failed", job_id, message)
+                        ("exited", job_id, pid, wait_status)
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+from typing import Any
+
+_HEADER = struct.Struct("!I")
+
+
+def send(sock: socket.socket, message: tuple[Any, ...]) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+class Reader:
+    """Reassembles frames from a blocking socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def receive(self) -> list[tuple[Any, ...]] | None:
+        """Block for one ``recv`` and return the frames it completed (possibly none);
+        ``None`` once the other end has closed."""
+        chunk = self._sock.recv(1 << 16)
+        if not chunk:
+            return None
+        self._buffer += chunk
+        messages = []
+        while len(self._buffer) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self._buffer)
+            end = _HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            messages.append(pickle.loads(bytes(self._buffer[_HEADER.size:end])))
+            del self._buffer[:end]
+        return messages

@@ -1,0 +1,75 @@
+"""Runs one job's call wherever the kind put it (a thread, a worker process) and records the
+outcome in the store.
+
+::
+
+    Running ─► init() ─► fn(*args) ─► provider.finish (an LRO: wait, poll, result)
+                                        ├─ a generator: each item ─► output record
+                                        └─ a value ─► output record + Completed  (one transaction)
+               any exception ─► Failed, reason = the encoded exception (asjob.failures)
+
+The outcome is written with a compare-and-set, so a job stopped meanwhile stays Stopped.
+"""
+
+from __future__ import annotations
+
+import inspect
+from .. import capture, context, plugins
+from .. import writer as writers
+from ..call import Call, function_name
+from ..errors import JobFailedError
+from ..failures import encode_failure
+from ..states import JobState, transition
+from ..store.base import GENERATOR, Store
+
+
+def run_call(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> JobState:
+    """Run ``call`` as job ``job_id``; return the state it ended in (or the state a stop set)."""
+    capture.install()
+    writers.bind(writer)
+    context.bind_job_context(call.context)
+    try:
+        outcome = _run(store, job_id, call, writer)
+    except BaseException as exc:  # noqa: BLE001 - a job's failure is data, whatever it is
+        writer.flush_text()
+        if transition(store, job_id, JobState.Failed, reason=encode_failure(exc)):
+            return JobState.Failed
+        return store.get_job(job_id).state
+    finally:
+        writers.bind(None)
+        context.bind_job_context(None)
+    return outcome
+
+
+def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> JobState:
+    result = call.invoke()
+    provider = plugins.provider_for_result(result)
+    if provider is not None:
+        result = provider.finish(result, writer, job_id)
+    if inspect.isgenerator(result):
+        store.update(job_id, output_mode=GENERATOR)
+        for item in result:
+            if writer.stopping:
+                result.close()
+                break
+            writer.write_output(item)
+        final: list[tuple[str, bytes]] = []
+    else:
+        try:
+            final = [("output", writer.encode_output(result))]
+        except Exception as exc:
+            raise JobFailedError(
+                f"job {job_id}: the result of {function_name(call.fn)} "
+                f"(a {type(result).__qualname__}) cannot be sent back: {exc}", job_id,
+                type_name=type(exc).__qualname__, original_message=str(exc),
+            ) from None
+    writer.flush_text()
+    if transition(store, job_id, JobState.Completed, records=final):
+        return JobState.Completed
+    return store.get_job(job_id).state
+
+
+def store_sink(store: Store, job_id: int) -> writers.Sink:
+    def sink(stream: str, payload: bytes) -> None:
+        store.append_records(job_id, [(stream, payload)])
+    return sink

@@ -1,0 +1,255 @@
+"""The fork server: a pre-loaded interpreter that forks one worker process per job.
+
+Starting a fresh interpreter per job costs seconds once the SDK is imported; forking one that
+has already imported the caller's modules costs milliseconds and shares their memory.
+
+::
+
+    session ──"start"──► fork server ──fork──► worker (own process group)
+       ▲                    │   ▲                 │ writes state, streams, result
+       │                    │   └── SIGCHLD ◄─────┘ to the store, then exits
+       └──"started"/"exited"┘
+              (exit status)
+
+The server is the workers' parent, so it alone learns how each one really ended: a worker that
+exits without having recorded an outcome (killed, crashed, ``os._exit``) is marked Failed with
+:class:`~asjob.errors.WorkerLostError` naming the exit code or signal. When the session goes
+away (its end of the socket closes), the server kills the session's non-detached workers,
+serves the detached ones until they end, then exits.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import select
+import signal
+import socket
+import sys
+import traceback
+from typing import Any
+
+from ..errors import WorkerLostError
+from ..failures import encode_failure
+from ..states import JobState, transition
+from ..store.sqlite import SQLiteStore
+from . import protocol
+
+
+def describe_exit(job_id: int, pid: int, status: int) -> str:
+    """How a worker ended, in words, from its wait status."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown signal"
+        how = f"was killed by signal {number} ({name})"
+    else:
+        how = f"exited with code {os.waitstatus_to_exitcode(status)}"
+    return f"job {job_id}: its worker process {pid} {how} without reporting an outcome"
+
+
+class ForkServer:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock: socket.socket | None = sock
+        self._reader = protocol.Reader(sock)
+        self._children: dict[int, tuple[int, bool]] = {}
+        self._store: SQLiteStore | None = None
+        self._wake_r, wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(wake_w, False)
+        self._wake_w = wake_w
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        # The session decides when jobs stop; a terminal's Ctrl-C is for the session only.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _initialise(self, settings: dict[str, Any]) -> None:
+        sys.path[:] = settings["sys_path"]
+        self._store = SQLiteStore(settings["store"], initialise=False)
+        self._fix_up_main(settings.get("main_path"), settings.get("main_name"))
+        self._preload(settings["modules"])
+
+    @staticmethod
+    def _fix_up_main(path: str | None, name: str | None) -> None:
+        # As multiprocessing's spawn does: the caller's __main__ becomes __mp_main__ here (its
+        # `if __name__ == "__main__"` block does not run), so its functions resolve by reference.
+        from multiprocessing import spawn
+
+        try:
+            if name:
+                spawn._fixup_main_from_name(name)  # type: ignore[attr-defined]
+            elif path:
+                spawn._fixup_main_from_path(path)  # type: ignore[attr-defined]
+        except BaseException:  # noqa: BLE001 - a main that cannot load is the job's problem
+            traceback.print_exc()
+
+    @staticmethod
+    def _preload(modules: list[str]) -> None:
+        from .. import plugins
+
+        for name in modules:
+            if name not in sys.modules:
+                try:
+                    importlib.import_module(name)
+                except BaseException:  # noqa: BLE001, S112 - preloading is an optimisation only
+                    continue
+        plugins.provider_packages()
+        # Objects that exist now are shared with every worker: keep the collector from
+        # touching (and so copying) their pages in each child.
+        gc.freeze()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        while self._sock is not None or self._children:
+            watched = [self._wake_r] + ([self._sock] if self._sock is not None else [])
+            try:
+                readable, _, _ = select.select(watched, [], [])
+            except InterruptedError:
+                continue
+            if self._wake_r in readable:
+                self._drain_wakeups()
+            self._reap()
+            if self._sock is not None and self._sock in readable:
+                self._read_session()
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _read_session(self) -> None:
+        assert self._sock is not None
+        try:
+            messages = self._reader.receive()
+        except OSError:
+            messages = None
+        if messages is None:
+            self._session_gone()
+            return
+        for message in messages:
+            self._handle(message)
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        verb = message[0]
+        if verb == "init":
+            self._initialise(message[1])
+        elif verb == "preload":
+            self._preload(message[1])
+        elif verb == "start":
+            self._start(*message[1:])
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self._sock is not None:
+            try:
+                protocol.send(self._sock, message)
+            except OSError:
+                self._session_gone()
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def _start(self, job_id: int, payload: bytes, detached: bool, environ: dict[str, str],
+               cwd: str, log_levels: dict[str, int]) -> None:
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            self._send(("start_failed", job_id, f"cannot start a worker process: {exc}"))
+            return
+        if pid == 0:
+            self._become_worker(job_id, payload, environ, cwd, log_levels)
+        try:
+            os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
+        except OSError:
+            pass
+        self._children[pid] = (job_id, detached)
+        self._send(("started", job_id, pid))
+
+    def _become_worker(self, job_id: int, payload: bytes, environ: dict[str, str], cwd: str,
+                       log_levels: dict[str, int]) -> None:
+        code = 70
+        try:
+            os.setpgid(0, 0)
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGCHLD, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            if self._sock is not None:
+                self._sock.close()
+            gc.unfreeze()
+            os.environ.clear()
+            os.environ.update(environ)
+            os.chdir(cwd)
+            from .process_main import run_worker
+
+            assert self._store is not None
+            code = run_worker(self._store.path, job_id, payload, log_levels)
+        except BaseException:  # noqa: BLE001 - the worker must never return into the server loop
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def _reap(self) -> None:
+        while self._children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job_id, _ = self._children.pop(pid, (None, False))
+            if job_id is not None:
+                self._record_exit(job_id, pid, status)
+                self._send(("exited", job_id, pid, status))
+
+    def _record_exit(self, job_id: int, pid: int, status: int) -> None:
+        assert self._store is not None
+        try:
+            record = self._store.get_job(job_id)
+            if record.finished:
+                return
+            if record.state is JobState.Stopping:
+                transition(self._store, job_id, JobState.Stopped)
+                return
+            lost = WorkerLostError(describe_exit(job_id, pid, status), job_id)
+            transition(self._store, job_id, JobState.Failed, reason=encode_failure(lost))
+        except Exception:  # noqa: BLE001 - a removed job or a store error must not end the server
+            traceback.print_exc()
+
+    def _session_gone(self) -> None:
+        """The session ended: stop its jobs that are not detached (no orphan workers)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        assert self._store is not None or not self._children
+        for pid, (job_id, detached) in list(self._children.items()):
+            if detached:
+                continue
+            if self._store is not None:
+                transition(self._store, job_id, JobState.Stopping)
+            kill_group(pid)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a worker's process group (itself and the processes it started)."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    ForkServer(sock).serve()
+
+
+if __name__ == "__main__":
+    main()

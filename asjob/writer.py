@@ -1,0 +1,165 @@
+"""The writer a running job uses to talk to its streams: what ``current_job()`` returns.
+
+Data flow::
+
+    job code ── write_*(), print, logging, warnings.warn, yield ──► JobWriter ──► sink
+                                                                   (line-buffers text,   (appends to
+                                                                    drops after a stop)   the store)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from . import records as r
+
+Sink = Callable[[str, bytes], None]
+"""Receives one encoded record: ``(stream name, payload)``."""
+
+_current: ContextVar[JobWriter | None] = ContextVar("asjob_current_job", default=None)
+# A worker process runs exactly one job: threads it starts belong to that job too, although
+# they do not inherit the context variable.
+_process_writer: JobWriter | None = None
+
+
+class JobWriter:
+    """Writes a running job's stream records. Thread-safe.
+
+    ``live_outputs``, when given, receives every output value by index: a thread job's caller
+    gets back the very objects the job produced, while the store keeps a pickled copy (or an
+    :class:`~asjob.records.Unpicklable` placeholder) for other processes.
+    """
+
+    def __init__(
+        self, job_id: int, sink: Sink, *, live_outputs: dict[tuple[int, int], Any] | None = None,
+        forward_logs: bool = True,
+    ) -> None:
+        self.job_id = job_id
+        self._sink = sink
+        self._live = live_outputs
+        self._forward_logs = forward_logs
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pending_text: dict[str, str] = {}
+        self._outputs = 0
+
+    # -- what job code uses -------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        """True once the job has been asked to stop; cooperative code may poll it."""
+        return self._stop.is_set()
+
+    def write_progress(self, activity: str, status: str, percent: int | None = None) -> None:
+        if percent is not None and not 0 <= percent <= 100:
+            raise ValueError(f"percent must be between 0 and 100, not {percent}")
+        self._emit(r.PROGRESS, r.ProgressRecord(activity, status, percent))
+
+    def write_warning(self, message: str) -> None:
+        self._emit(r.WARNING, r.StreamRecord(str(message)))
+
+    def write_verbose(self, message: str) -> None:
+        self._emit(r.VERBOSE, r.StreamRecord(str(message)))
+
+    def write_debug(self, message: str) -> None:
+        self._emit(r.DEBUG, r.StreamRecord(str(message)))
+
+    def write_information(self, message: str) -> None:
+        self._emit(r.INFORMATION, r.StreamRecord(str(message)))
+
+    def write_error(self, message: str | BaseException) -> None:
+        """A non-terminating error: recorded on the error stream, the job goes on."""
+        text = f"{type(message).__name__}: {message}" if isinstance(message, BaseException) \
+            else str(message)
+        self._emit(r.ERROR, r.StreamRecord(text))
+
+    # -- what the capture hooks and the runner use -------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def encode_output(self, value: Any) -> bytes:
+        """The payload of the next output value. Raises ``TypeError``/``PicklingError`` for a
+        value that cannot be pickled, unless the live object is kept in this process."""
+        with self._lock:
+            index = self._outputs
+            self._outputs += 1
+        if self._live is None:
+            return r.encode(r.OutputItem(index, value))
+        self._live[(self.job_id, index)] = value
+        try:
+            return r.encode(r.OutputItem(index, value))
+        except Exception:
+            return r.encode(r.OutputItem(index, r.Unpicklable(repr(value)[:200])))
+
+    def write_output(self, value: Any) -> None:
+        if not self.stopping:
+            self._sink(r.OUTPUT, self.encode_output(value))
+
+    def write_text(self, source: str, text: str) -> None:
+        """Printed text: each complete line becomes one information record."""
+        with self._lock:
+            pending = self._pending_text.get(source, "") + text
+            *lines, rest = pending.split("\n")
+            self._pending_text[source] = rest
+        for line in lines:
+            self._emit(r.INFORMATION, r.StreamRecord(line, source=source))
+
+    def flush_text(self) -> None:
+        with self._lock:
+            pending, self._pending_text = self._pending_text, {}
+        for source, rest in pending.items():
+            if rest:
+                self._emit(r.INFORMATION, r.StreamRecord(rest, source=source))
+
+    def write_warning_message(self, message: Warning | str, category: type[Warning],
+                              filename: str, lineno: int) -> None:
+        self._emit(r.WARNING, r.StreamRecord(
+            str(message), source="warnings", filename=filename, lineno=lineno,
+            category=f"{category.__module__}.{category.__qualname__}",
+        ))
+
+    def write_log(self, record: logging.LogRecord) -> None:
+        """A logging record. Its full state is kept only when the caller's logging has not
+        seen it yet (a job in another process), so receive can hand it on exactly once."""
+        stream_record = r.record_from_log(record)
+        if not self._forward_logs:
+            stream_record = r.StreamRecord(
+                stream_record.message, stream_record.source, stream_record.time,
+                stream_record.level, None, stream_record.filename, stream_record.lineno,
+            )
+        self._emit(r.stream_for_level(record.levelno), stream_record)
+
+    def _emit(self, stream: str, record: Any) -> None:
+        if not self.stopping:
+            self._sink(stream, r.encode(record))
+
+
+def current_job() -> JobWriter:
+    """The writer of the job running in this thread (or this worker process).
+
+    Raises :class:`LookupError` outside a job.
+    """
+    writer = active_writer()
+    if writer is None:
+        raise LookupError("current_job() is only available inside a running job")
+    return writer
+
+
+def active_writer() -> JobWriter | None:
+    return _current.get() or _process_writer
+
+
+def bind(writer: JobWriter | None) -> None:
+    """Make ``writer`` the current job of this thread's context."""
+    _current.set(writer)
+
+
+def bind_process(writer: JobWriter) -> None:
+    """Make ``writer`` the job of this whole process (a worker process runs one job)."""
+    global _process_writer
+    _process_writer = writer
