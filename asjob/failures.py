@@ -36,6 +36,10 @@ def encode_failure(exc: BaseException) -> bytes:
     """Describe ``exc`` (with its traceback) as bytes that any process can decode."""
     cls = type(exc)
     state = {k: v for k, v in getattr(exc, "__dict__", {}).items() if _picklable(v)}
+    if isinstance(exc, OSError):
+        # Kept by the C type outside __dict__ and args.
+        state.update({k: getattr(exc, k) for k in ("filename", "filename2")
+                      if getattr(exc, k) is not None and _picklable(getattr(exc, k))})
     description = {
         "version": FORMAT_VERSION,
         "module": cls.__module__,
@@ -80,7 +84,11 @@ def decode_failure(blob: bytes, job_id: int | None = None) -> BaseException:
         try:
             exc = cls.__new__(cls, *d["args"])
             exc.args = d["args"]
-            exc.__dict__.update(d["state"])
+            for key, value in d["state"].items():
+                try:
+                    setattr(exc, key, value)
+                except AttributeError:  # a read-only property: keep the value anyway
+                    exc.__dict__[key] = value
         except Exception as error:
             exc = _unrebuildable(d, job_id, f"it cannot be rebuilt ({error})")
     exc.__cause__ = RemoteTraceback(tb_text)

@@ -270,7 +270,9 @@ def _stop(session: Session, job: Job[Any]) -> None:
     if record.state is JobState.NotStarted and transition(store, job.id, JobState.Stopped):
         session.job_finished(job.id)
         return
-    if not transition(store, job.id, JobState.Stopping):
+    if not transition(store, job.id, JobState.Stopping) and (
+        store.get_job(job.id).state is not JobState.Stopping  # another stopper got there first
+    ):
         return
     kind = session.kind(record.kind)
     kind.stop(store.get_job(job.id))

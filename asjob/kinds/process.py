@@ -14,10 +14,10 @@ start, so the server keeps up and forks stay cheap.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -72,7 +72,7 @@ class ForkServerClient:
         self._session = session
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._server_pid: int | None = None
         self._sent_modules: set[str] = set()
         self.workers: dict[int, _Worker] = {}
 
@@ -90,11 +90,19 @@ class ForkServerClient:
             f"import sys; sys.path.insert(0, {_ASJOB_ROOT!r}); "
             "from asjob.worker.server import main; main()"
         )
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", bootstrap, str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        theirs.close()
+        # posix_spawn rather than Popen: a server that outlives this session (serving detached
+        # jobs) is meant to, and Popen would warn about it at exit. Its own session keeps a
+        # terminal's Ctrl-C away from it; it learns of our exit from the socket instead.
+        theirs.set_inheritable(True)
+        try:
+            self._server_pid = os.posix_spawn(
+                sys.executable, [sys.executable, "-c", bootstrap, str(theirs.fileno())],
+                os.environ,
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
+                setsid=True,
+            )
+        finally:
+            theirs.close()
         main = sys.modules.get("__main__")
         spec = getattr(main, "__spec__", None)
         modules = _importable_modules()
@@ -188,15 +196,23 @@ class ForkServerClient:
     def close(self) -> None:
         with self._lock:
             sock, self._sock = self._sock, None
-            process, self._process = self._process, None
+            pid, self._server_pid = self._server_pid, None
         if sock is not None:
+            # shutdown, not just close: the reader thread is blocked in recv on this socket,
+            # and a close alone would neither wake it nor let the server see the end.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-        if process is not None:
-            try:
-                # It exits once its non-detached workers are gone; detached ones keep it alive.
-                process.wait(timeout=0.0 if self._session.has_detached_running() else 2.0)
-            except subprocess.TimeoutExpired:
-                pass
+        if pid is not None and not self._session.has_detached_running():
+            # It exits once its workers are gone: reap it, so no process outlives the session.
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        break
+                    time.sleep(0.002)
+                    continue
+                break
 
 
 def kill_tree(pid: int) -> None:

@@ -34,8 +34,21 @@ def _unwrapped(module: str, qualname: str) -> Any:
     return getattr(obj, "__wrapped__", obj)
 
 
+def _bind(function: Any, instance: Any) -> Any:
+    return types.MethodType(function, instance)
+
+
 class _CallPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.MethodType) and isinstance(obj.__func__, types.FunctionType):
+            # pickle sends a bound method as getattr(self, name); for a method decorated with
+            # @as_job that attribute is the job-starting wrapper, not the method itself.
+            try:
+                same = getattr(obj.__self__, obj.__func__.__name__) == obj
+            except Exception:
+                same = False
+            if not same:
+                return _bind, (obj.__func__, obj.__self__)
         if isinstance(obj, types.FunctionType) and "<locals>" not in obj.__qualname__:
             try:
                 found = _lookup(obj.__module__, obj.__qualname__)

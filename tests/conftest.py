@@ -1,0 +1,41 @@
+"""Shared fixtures: every test gets its own store file and a fresh session on it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import asjob
+from asjob.session import Session
+
+
+@pytest.fixture
+def store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "store" / "jobs.db"
+    monkeypatch.setenv("ASJOB_STORE", str(path))
+    return path
+
+
+@pytest.fixture
+def session(store_path: Path) -> Iterator[Session]:
+    """A session on a fresh SQLite store; its jobs are stopped and its workers gone after."""
+    current = asjob.use_store(asjob.SQLiteStore(store_path))
+    yield current
+    current.close()
+
+
+@pytest.fixture(params=["process", "thread"])
+def kind(request: pytest.FixtureRequest, session: Session) -> str:
+    """Run the test once per local kind."""
+    return str(request.param)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,216 @@
+"""Functions the tests run as jobs; a worker process imports them from here by name."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from asjob import as_job, current_context, current_job
+
+log = logging.getLogger("tests.jobfuncs")
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def noop() -> None:
+    return None
+
+
+def identity(value: Any) -> Any:
+    return value
+
+
+def sleep_then(seconds: float, value: Any = "done") -> Any:
+    time.sleep(seconds)
+    return value
+
+
+def count(n: int, pause: float = 0.0) -> Iterator[int]:
+    for i in range(n):
+        if pause:
+            time.sleep(pause)
+        yield i
+
+
+def count_then_fail(n: int) -> Iterator[int]:
+    yield from range(n)
+    raise ValueError(f"failed after {n}")
+
+
+def wait_for_file_then_yield(path: str, before: list[int], after: list[int]) -> Iterator[int]:
+    yield from before
+    deadline = time.monotonic() + 20
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield from after
+
+
+class CustomError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fail(message: str = "boom") -> None:
+    raise CustomError(message, code=42)
+
+
+def fail_with_local_class() -> None:
+    class LocalError(Exception):
+        pass
+
+    raise LocalError("defined in a function")
+
+
+class Unpicklable:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Unpicklable objects cannot be pickled")
+
+
+def return_unpicklable() -> Any:
+    return Unpicklable()
+
+
+class UnpicklableError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def raise_unpicklable() -> None:
+    raise UnpicklableError("carries a lock")
+
+
+def live_object() -> Any:
+    return threading.Lock()
+
+
+def chatty(tag: str, lines: int = 5) -> str:
+    for i in range(lines):
+        print(f"{tag} line {i}")
+        log.warning("%s log %d", tag, i)
+        time.sleep(0.001)
+    return tag
+
+
+def streams() -> str:
+    job = current_job()
+    job.write_progress("Deploying", "half way", 50)
+    job.write_verbose("verbose text")
+    job.write_debug("debug text")
+    job.write_information("information text")
+    job.write_warning("warning text")
+    job.write_error("error text")
+    warnings.warn("a python warning", DeprecationWarning, stacklevel=1)
+    log.info("an info record")
+    log.debug("a debug record")
+    log.error("an error record")
+    print("printed text")
+    print("to stderr", file=sys.stderr)
+    return "streams done"
+
+
+def cooperative(seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if current_job().stopping:
+            return "noticed stop"
+        time.sleep(0.01)
+    return "not stopped"
+
+
+def spawn_child_and_sleep(pid_file: str) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with open(pid_file, "w") as f:
+        f.write(str(child.pid))
+    time.sleep(60)
+
+
+def write_pid_and_sleep(pid_file: str, seconds: float = 60) -> None:
+    with open(pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+
+
+def kill_self(signum: int = signal.SIGKILL) -> None:
+    os.kill(os.getpid(), signum)
+    time.sleep(5)
+
+
+def hard_exit(code: int) -> None:
+    os._exit(code)
+
+
+def cwd() -> str:
+    return os.getcwd()
+
+
+def read_context() -> Any:
+    return current_context()
+
+
+@as_job
+def decorated_double(x: int) -> int:
+    """Doubles x."""
+    return 2 * x
+
+
+@as_job(kind="thread")
+def decorated_thread(x: int) -> int:
+    return x + 1
+
+
+def maybe_fail(x: int) -> int:
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    time.sleep(0.05)
+    return x * 10
+
+
+def record_start(path: str, x: int, seconds: float = 0.2) -> int:
+    with open(path, "a") as f:
+        f.write(f"start {x} {time.monotonic()}\n")
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"end {x} {time.monotonic()}\n")
+    return x
+
+
+def block_on_socket(port: int) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        return conn.recv(1)
+
+
+def bad_progress() -> None:
+    current_job().write_progress("x", "y", 150)
+
+
+class Greeter:
+    def __init__(self, greeting: str) -> None:
+        self.greeting = greeting
+
+    def greet(self, name: str) -> str:
+        return f"{self.greeting} {name}"
+
+    @as_job
+    def shout(self, name: str) -> str:
+        return f"{self.greeting} {name}".upper()
+
+    @as_job(kind="thread")
+    def whisper(self, name: str) -> str:
+        return f"{self.greeting} {name}".lower()

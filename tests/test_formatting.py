@@ -1,0 +1,41 @@
+"""``format_jobs``: the Get-Job table."""
+
+from __future__ import annotations
+
+import asjob
+from asjob.session import Session
+from tests import jobfuncs as f
+
+
+def test_the_table_layout(session: Session) -> None:
+    job = asjob.start_job(f.add, 1, 2, name="a-rather-long-job-name", kind="thread")
+    asjob.wait_job(job)
+    lines = asjob.format_jobs([job]).splitlines()
+    assert lines[0] == (
+        "Id     Name            PSJobTypeName   State         HasMoreData     "
+        "Location             Command"
+    )
+    assert lines[1] == (
+        "--     ----            -------------   -----         -----------     "
+        "--------             -------"
+    )
+    row = lines[2]
+    assert row[:7] == f"{job.id:<6} "
+    assert row[7:23] == "a-rather-long-…  "[:16]
+    assert row[23:39] == "ThreadJob       "
+    assert row[39:53] == "Completed     "
+    assert row[53:69] == "True            "
+    assert row[69:90] == "localhost            "
+    assert row[90:] == "add(1, 2)"
+
+
+def test_long_commands_are_cut_with_an_ellipsis(session: Session) -> None:
+    job = asjob.start_job(f.identity, "x" * 100, kind="thread")
+    asjob.wait_job(job)
+    command = asjob.format_jobs([job]).splitlines()[2][90:]
+    assert len(command) == 25 and command.endswith("…")
+    assert command == "identity('xxxxxxxxxxxxxx…"
+
+
+def test_no_jobs_gives_the_header_only() -> None:
+    assert len(asjob.format_jobs([]).splitlines()) == 2

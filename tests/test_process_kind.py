@@ -1,0 +1,177 @@
+"""What only the process kind does: real worker processes, killed, crashed, and cleaned up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import asjob
+from asjob import JobState
+from asjob.session import Session
+from tests import jobfuncs as f
+from tests.conftest import pid_alive
+
+
+def _read_pid(path: Path) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return int(path.read_text())
+        time.sleep(0.01)
+    raise AssertionError(f"{path} was never written")
+
+
+def _wait_gone(pid: int, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_each_job_runs_in_its_own_process(session: Session) -> None:
+    pids = [asjob.start_job(os.getpid) for _ in range(3)]
+    values = asjob.receive_job(pids, wait=True)
+    assert len(set(values)) == 3 and os.getpid() not in values
+
+
+def test_sigkilled_worker_fails_the_job_naming_the_signal(session: Session,
+                                                          tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    victim = asjob.start_job(f.write_pid_and_sleep, str(pid_file))
+    bystander = asjob.start_job(f.sleep_then, 1, "fine")
+    os.kill(_read_pid(pid_file), signal.SIGKILL)
+    asjob.wait_job(victim, timeout=10)
+    assert victim.state is JobState.Failed
+    with pytest.raises(asjob.WorkerLostError, match=r"signal 9 \(SIGKILL\)") as caught:
+        victim.receive()
+    assert caught.value.job_id == victim.id
+    assert bystander.receive(wait=True) == "fine"
+
+
+@pytest.mark.parametrize(("fn", "args", "expected"), [
+    (f.hard_exit, (3,), "exited with code 3"),
+    (f.hard_exit, (0,), "exited with code 0"),
+    (f.kill_self, (signal.SIGSEGV,), r"signal 11 \(SIGSEGV\)"),
+])
+def test_worker_that_dies_without_an_outcome(session: Session, fn: object, args: tuple[int],
+                                             expected: str) -> None:
+    job = asjob.start_job(fn, *args)  # type: ignore[arg-type]
+    asjob.wait_job(job, timeout=10)
+    with pytest.raises(asjob.WorkerLostError, match=expected):
+        job.receive()
+
+
+def test_stop_kills_the_worker_and_the_processes_it_started(session: Session,
+                                                            tmp_path: Path) -> None:
+    pid_file = tmp_path / "child"
+    job = asjob.start_job(f.spawn_child_and_sleep, str(pid_file))
+    grandchild = _read_pid(pid_file)
+    worker = job._record().host_pid
+    assert worker is not None
+    started = time.monotonic()
+    job.stop()
+    assert time.monotonic() - started < 1.0
+    assert job.state is JobState.Stopped
+    assert _wait_gone(worker, 0.5)
+    assert _wait_gone(grandchild, 2)
+
+
+def test_stop_interrupts_a_blocking_network_call(session: Session) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    try:
+        job = asjob.start_job(f.block_on_socket, server.getsockname()[1])
+        time.sleep(0.2)
+        started = time.monotonic()
+        job.stop()
+        assert time.monotonic() - started < 1.0
+        assert job.state is JobState.Stopped
+    finally:
+        server.close()
+
+
+def test_unpicklable_argument_fails_at_the_call(session: Session) -> None:
+    before = asjob.get_job()
+    with pytest.raises(TypeError, match=r"argument 'value' \(position 0\) of identity"):
+        asjob.start_job(f.identity, f.Unpicklable())
+    with pytest.raises(TypeError, match="argument 'value' of identity"):
+        asjob.start_job(f.identity, value=f.Unpicklable())
+    assert asjob.get_job() == before
+
+
+def test_a_closure_cannot_be_sent(session: Session) -> None:
+    def inner() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match="the function .*inner"):
+        asjob.start_job(inner)
+    with pytest.raises(TypeError, match="lambda"):
+        asjob.start_job(lambda: 1)
+
+
+def test_unpicklable_result_fails_the_job_clearly(session: Session) -> None:
+    job = asjob.start_job(f.live_object)
+    with pytest.raises(asjob.JobFailedError, match="result of live_object .* cannot be sent"):
+        job.receive(wait=True)
+
+
+def test_many_concurrent_jobs(session: Session) -> None:
+    jobs = [asjob.start_job(f.sleep_then, 0.3, i) for i in range(30)]
+    started = time.monotonic()
+    assert asjob.receive_job(jobs, wait=True) == list(range(30))
+    assert time.monotonic() - started < 10
+
+
+_EXIT_SCRIPT = textwrap.dedent("""
+    import sys, asjob
+    from tests import jobfuncs as f
+    if __name__ == "__main__":
+        running = [asjob.start_job(f.write_pid_and_sleep, sys.argv[1] + str(i)) for i in range(3)]
+        import time
+        time.sleep(1.0)
+        print("exiting", flush=True)
+""")
+
+
+def test_exiting_interpreter_stops_its_jobs(tmp_path: Path, store_path: Path) -> None:
+    script = tmp_path / "starter.py"
+    script.write_text(_EXIT_SCRIPT)
+    prefix = str(tmp_path / "pid")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+    done = subprocess.run([sys.executable, str(script), prefix], env=env, timeout=60,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "exiting" in done.stdout
+    pids = [_read_pid(Path(prefix + str(i))) for i in range(3)]
+    assert all(_wait_gone(pid, 3) for pid in pids), [p for p in pids if pid_alive(p)]
+    asjob.use_store(asjob.SQLiteStore(store_path))
+    assert {j.state for j in asjob.get_job(all_sessions=True)} == {JobState.Stopped}
+
+
+def test_interpreter_killed_outright_leaves_no_worker(tmp_path: Path, store_path: Path) -> None:
+    script = tmp_path / "starter.py"
+    script.write_text(_EXIT_SCRIPT.replace("time.sleep(1.0)", "time.sleep(60)"))
+    prefix = str(tmp_path / "pid")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+    starter = subprocess.Popen([sys.executable, str(script), prefix], env=env)
+    try:
+        pids = [_read_pid(Path(prefix + str(i))) for i in range(3)]
+    finally:
+        starter.kill()
+        starter.wait(10)
+    assert all(_wait_gone(pid, 5) for pid in pids)

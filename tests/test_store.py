@@ -1,0 +1,130 @@
+"""The store contract, for both stores; and what only the SQLite file does."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from asjob import JobState, MemoryStore, SQLiteStore, StoreError
+from asjob.errors import JobNotFoundError
+from asjob.store.base import CHILDREN, NewJob, Store
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        yield SQLiteStore(tmp_path / "s" / "jobs.db")
+    else:
+        yield MemoryStore()
+
+
+def _new(store: Store, **extra: object) -> int:
+    fields: dict[str, object] = dict(name="", command="f()", job_type_name="BackgroundJob",
+                                     kind="process", session_id="s1")
+    fields.update(extra)
+    return store.create_job(NewJob(**fields)).id  # type: ignore[arg-type]
+
+
+def test_ids_increase_and_are_never_reused(store: Store) -> None:
+    first, second = _new(store), _new(store)
+    assert second > first
+    store.delete_jobs([second])
+    assert _new(store) > second
+
+
+def test_default_name_uses_the_id(store: Store) -> None:
+    job_id = _new(store)
+    assert store.get_job(job_id).name == f"Job{job_id}"
+    assert store.get_job(_new(store, name="web")).name == "web"
+
+
+def test_missing_job(store: Store) -> None:
+    with pytest.raises(JobNotFoundError) as caught:
+        store.get_job(12345)
+    assert caught.value.job_id == 12345
+
+
+def test_compare_and_set_and_times(store: Store) -> None:
+    job_id = _new(store)
+    running = frozenset({JobState.NotStarted})
+    assert store.compare_and_set_state(job_id, running, JobState.Running, host_pid=7)
+    assert not store.compare_and_set_state(job_id, running, JobState.Running)
+    record = store.get_job(job_id)
+    assert record.state is JobState.Running and record.host_pid == 7
+    assert record.begin_time is not None and record.end_time is None
+    assert store.compare_and_set_state(job_id, frozenset({JobState.Running}), JobState.Completed,
+                                       records=[("output", b"x")])
+    record = store.get_job(job_id)
+    assert record.end_time is not None and record.unreceived == 1
+
+
+def test_unknown_fields_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="not a settable job field: state"):
+        store.update(_new(store), state="Completed")
+
+
+def test_records_drain_in_order(store: Store) -> None:
+    job_id = _new(store)
+    store.append_records(job_id, [("output", b"1"), ("warning", b"w"), ("output", b"2")])
+    assert [r.payload for r in store.read_records(job_id)] == [b"1", b"w", b"2"]
+    assert [r.payload for r in store.read_records(job_id, streams=["output"], remove=True)] == [
+        b"1", b"2"]
+    assert [r.payload for r in store.read_records(job_id)] == [b"w"]
+    store.append_records(job_id, [("output", b"3")])
+    assert [r.payload for r in store.read_records(job_id, remove=True)] == [b"w", b"3"]
+    assert store.read_records(job_id) == []
+
+
+def test_a_parent_settles_with_its_last_child(store: Store) -> None:
+    parent = _new(store, output_mode=CHILDREN)
+    children = [_new(store, parent_id=parent, position=i) for i in range(2)]
+    any_state = frozenset(JobState)
+    store.compare_and_set_state(children[0], any_state, JobState.Running)
+    assert store.get_job(parent).state is JobState.Running
+    store.compare_and_set_state(children[0], any_state, JobState.Failed)
+    assert store.get_job(parent).state is JobState.Running
+    store.compare_and_set_state(children[1], any_state, JobState.Completed)
+    assert store.get_job(parent).state is JobState.Failed
+    assert [r.id for r in store.list_jobs(parent_id=parent)] == children
+    assert [r.id for r in store.list_jobs(top_level=True)] == [parent]
+    store.delete_jobs([parent])
+    assert store.list_jobs() == []
+
+
+def test_list_by_session(store: Store) -> None:
+    a = _new(store, session_id="a")
+    _new(store, session_id="b")
+    assert [r.id for r in store.list_jobs(session_id="a")] == [a]
+
+
+def test_sqlite_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "private" / "jobs.db"
+    SQLiteStore(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not an asjob job store"):
+        SQLiteStore(path)
+
+
+def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    SQLiteStore(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="newer asjob"):
+        SQLiteStore(path)
+
+
+def test_sqlite_is_shared_between_handles(tmp_path: Path) -> None:
+    one, two = SQLiteStore(tmp_path / "jobs.db"), SQLiteStore(tmp_path / "jobs.db")
+    job_id = _new(one)
+    assert two.get_job(job_id).command == "f()"

@@ -1,0 +1,105 @@
+"""Streams inside a job (SPEC section 5) and how they reach the caller."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+import asjob
+from asjob import JobState, ProgressRecord
+from asjob.session import Session
+from tests import jobfuncs as f
+
+# The jobs here warn on purpose. A thread job shares the caller's warning filters, and this
+# suite's filters turn warnings into errors: let the job's own DeprecationWarning through.
+pytestmark = pytest.mark.filterwarnings("always::DeprecationWarning")
+
+
+def test_current_job_outside_a_job_raises() -> None:
+    with pytest.raises(LookupError):
+        asjob.current_job()
+
+
+def test_every_stream_is_captured(kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    job = asjob.start_job(f.streams, kind=kind)
+    asjob.wait_job(job)
+    assert job.state is JobState.Completed  # write_error is not terminating
+    assert job.progress == [ProgressRecord("Deploying", "half way", 50, job.progress[0].time)]
+    assert "verbose text" in [r.message for r in job.verbose]
+    assert "an info record" in [r.message for r in job.verbose]
+    assert {"debug text", "a debug record"} <= {r.message for r in job.debug}
+    assert {"error text", "an error record"} <= {r.message for r in job.error}
+    warning_texts = {r.message for r in job.warning}
+    assert {"warning text", "a python warning"} <= warning_texts
+    info = [(r.source, r.message) for r in job.information]
+    assert ("job", "information text") in info
+    assert ("stdout", "printed text") in info and ("stderr", "to stderr") in info
+    assert job.has_more_data
+
+
+def test_receive_drains_streams_and_replays_warnings_and_logs(
+        kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    job = asjob.start_job(f.streams, kind=kind)
+    asjob.wait_job(job)
+    caplog.clear()
+    with pytest.warns(DeprecationWarning, match="a python warning"):
+        assert job.receive() == "streams done"
+    records = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    if kind == "process":
+        # Records from another process reach the caller's logging on receive, once.
+        assert ("tests.jobfuncs", "ERROR", "an error record") in records
+        assert ("tests.jobfuncs", "INFO", "an info record") in records
+    else:
+        # A thread job's records went through the caller's logging as they happened.
+        assert records == []
+    assert job.warning == [] and job.information == [] and job.progress == []
+    assert job.has_more_data is False
+    caplog.clear()
+    assert job.receive() is None
+    assert caplog.records == []
+
+
+def test_keep_replays_nothing(kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    job = asjob.start_job(f.streams, kind=kind)
+    asjob.wait_job(job)
+    caplog.clear()
+    assert job.receive(keep=True) == "streams done"
+    assert [r for r in caplog.records if r.name == "tests.jobfuncs"] == []
+    assert job.warning
+
+
+def test_thread_job_logs_reach_the_caller_as_they_happen(
+        session: Session, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    job = asjob.start_job(f.chatty, "t", 2, kind="thread")
+    asjob.wait_job(job)
+    assert [r.getMessage() for r in caplog.records if r.name == "tests.jobfuncs"] == [
+        "t log 0", "t log 1"]
+
+
+def test_concurrent_thread_jobs_keep_their_streams_apart(session: Session) -> None:
+    jobs = [asjob.start_job(f.chatty, f"job{i}", 20, kind="thread") for i in range(4)]
+    asjob.wait_job(jobs)
+    for i, job in enumerate(jobs):
+        lines = [r.message for r in job.information]
+        assert lines == [f"job{i} line {n}" for n in range(20)]
+        assert {r.message.split()[0] for r in job.warning} == {f"job{i}"}
+    assert threading.active_count() >= 1
+
+
+def test_cooperative_stop_flag_in_a_thread_job(session: Session) -> None:
+    job = asjob.start_job(f.cooperative, 10, kind="thread")
+    job.stop()
+    assert job.state is JobState.Stopped
+    assert job.receive() is None
+
+
+def test_progress_percent_is_checked(session: Session) -> None:
+    job = asjob.start_job(f.bad_progress, kind="thread")
+    with pytest.raises(ValueError, match="percent"):
+        job.receive(wait=True)

@@ -1,0 +1,294 @@
+"""The verbs' rules (SPEC section 4), once per local kind."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import asjob
+from asjob import JobState
+from tests import jobfuncs as f
+
+
+def test_start_returns_a_running_job_at_once(kind: str) -> None:
+    started = time.monotonic()
+    job = asjob.start_job(f.sleep_then, 2, kind=kind)
+    assert time.monotonic() - started < 1.5
+    assert job.state is JobState.Running
+    assert job.begin_time is not None and job.begin_time.tzinfo is not None
+    assert job.end_time is None
+    job.stop()
+
+
+def test_receive_returns_the_return_value_once(kind: str) -> None:
+    job = asjob.start_job(f.add, 2, 3, kind=kind)
+    assert asjob.receive_job(job, wait=True) == 5
+    assert job.state is JobState.Completed
+    assert asjob.receive_job(job) is None
+    assert job.has_more_data is False
+
+
+def test_receive_with_keep_leaves_the_value_receivable(kind: str) -> None:
+    job = asjob.start_job(f.add, 1, 1, kind=kind)
+    assert job.receive(wait=True, keep=True) == 2
+    assert job.has_more_data is True
+    assert job.receive() == 2
+    assert job.receive() is None
+
+
+def test_receive_on_a_running_function_job_returns_none(kind: str) -> None:
+    job = asjob.start_job(f.sleep_then, 0.5, "late", kind=kind)
+    assert job.receive() is None
+    assert job.receive(wait=True) == "late"
+
+
+def test_generator_job_receives_contiguous_slices(kind: str, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    job = asjob.start_job(f.wait_for_file_then_yield, str(gate), [1, 2, 3], [4, 5], kind=kind)
+    deadline = time.monotonic() + 10
+    first: list[int] = []
+    while len(first) < 3 and time.monotonic() < deadline:
+        first += job.receive()
+        time.sleep(0.01)
+    assert first == [1, 2, 3]
+    assert job.receive() == []
+    gate.touch()
+    assert job.receive(wait=True) == [4, 5]
+    assert job.receive() == []
+
+
+def test_failed_job_raises_the_original_exception_every_time(kind: str) -> None:
+    job = asjob.start_job(f.fail, "bad input", kind=kind)
+    for _ in range(2):
+        with pytest.raises(f.CustomError) as caught:
+            job.receive(wait=True)
+        assert str(caught.value) == "bad input"
+        assert caught.value.code == 42
+        assert isinstance(caught.value.__cause__, asjob.RemoteTraceback)
+        assert "raise CustomError" in str(caught.value.__cause__)
+    assert job.state is JobState.Failed
+    assert isinstance(job.reason, f.CustomError)
+
+
+def test_failure_keeps_the_output_produced_before_it(kind: str) -> None:
+    job = asjob.start_job(f.count_then_fail, 3, kind=kind)
+    with pytest.raises(ValueError, match="failed after 3") as caught:
+        job.receive(wait=True)
+    assert caught.value.partial_output == [0, 1, 2]  # type: ignore[attr-defined]
+
+
+def test_exception_of_a_type_defined_in_a_function_becomes_job_failed_error(kind: str) -> None:
+    job = asjob.start_job(f.fail_with_local_class, kind=kind)
+    asjob.wait_job(job)
+    if kind == "thread":
+        with pytest.raises(asjob.JobFailedError) as caught:
+            job.receive()
+    else:
+        with pytest.raises(asjob.JobFailedError) as caught:
+            job.receive()
+    assert "LocalError" in caught.value.type_name
+    assert caught.value.original_message == "defined in a function"
+    assert "raise LocalError" in caught.value.traceback_text
+
+
+def test_unpicklable_exception_is_rebuilt_from_its_type_and_args(kind: str) -> None:
+    job = asjob.start_job(f.raise_unpicklable, kind=kind)
+    with pytest.raises(f.UnpicklableError, match="carries a lock"):
+        job.receive(wait=True)
+
+
+def test_wait_all_returns_the_same_jobs_in_input_order(kind: str) -> None:
+    slow = asjob.start_job(f.sleep_then, 0.3, kind=kind)
+    fast = asjob.start_job(f.noop, kind=kind)
+    done = asjob.wait_job([slow, fast])
+    assert done == [slow, fast]
+    assert done[0] is slow
+    assert all(j.state is JobState.Completed for j in done)
+
+
+def test_wait_any_returns_the_first_finished_job_in_input_order(kind: str) -> None:
+    slow = asjob.start_job(f.sleep_then, 5, kind=kind)
+    fast = asjob.start_job(f.noop, kind=kind)
+    assert asjob.wait_job([slow, fast], any=True, timeout=4) == [fast]
+    asjob.stop_job(slow)
+
+
+def test_wait_timeout_returns_nothing_and_the_jobs_keep_running(kind: str) -> None:
+    job = asjob.start_job(f.sleep_then, 5, kind=kind)
+    started = time.monotonic()
+    assert asjob.wait_job([job], timeout=0.2) == []
+    assert 0.15 <= time.monotonic() - started < 3
+    assert job.state is JobState.Running
+    job.stop()
+
+
+def test_wait_with_zero_timeout_polls(kind: str) -> None:
+    running = asjob.start_job(f.sleep_then, 5, kind=kind)
+    assert asjob.wait_job(running, timeout=0) == []
+    done = asjob.start_job(f.noop, kind=kind)
+    asjob.wait_job(done)
+    assert asjob.wait_job(done, timeout=0) == [done]
+    running.stop()
+
+
+def test_negative_timeout_is_refused(session: object) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        asjob.wait_job([], timeout=-1)
+
+
+def test_stop_is_synchronous_and_not_a_failure(kind: str) -> None:
+    job = asjob.start_job(f.sleep_then, 30, kind=kind)
+    started = time.monotonic()
+    asjob.stop_job(job)
+    assert time.monotonic() - started < 2
+    assert job.state is JobState.Stopped
+    assert job.reason is None
+    assert job.end_time is not None
+    assert job.receive() is None
+
+
+def test_stopping_a_finished_job_is_a_silent_no_op(kind: str) -> None:
+    job = asjob.start_job(f.add, 1, 2, kind=kind)
+    asjob.wait_job(job)
+    asjob.stop_job(job)
+    assert job.state is JobState.Completed
+    assert job.receive() == 3
+
+
+def test_stopped_generator_job_returns_what_it_produced(kind: str) -> None:
+    job = asjob.start_job(f.count, 1000, 0.01, kind=kind)
+    deadline = time.monotonic() + 10
+    while not job.output and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.stop()
+    produced = job.receive()
+    assert produced and produced == list(range(len(produced)))
+
+
+def test_remove_a_finished_job(kind: str) -> None:
+    job = asjob.start_job(f.noop, kind=kind)
+    asjob.wait_job(job)
+    asjob.remove_job(job)
+    with pytest.raises(asjob.JobNotFoundError):
+        asjob.get_job(id=job.id)
+
+
+def test_remove_a_running_job_needs_force(kind: str) -> None:
+    job = asjob.start_job(f.sleep_then, 30, kind=kind)
+    with pytest.raises(asjob.JobNotFinishedError) as caught:
+        asjob.remove_job(job)
+    assert str(job.id) in str(caught.value)
+    assert job.state is JobState.Running
+    asjob.remove_job(job, force=True)
+    with pytest.raises(asjob.JobNotFoundError):
+        asjob.get_job(id=job.id)
+
+
+def test_auto_remove_job(kind: str) -> None:
+    job = asjob.start_job(f.add, 2, 2, kind=kind)
+    assert asjob.receive_job(job, wait=True, auto_remove_job=True) == 4
+    with pytest.raises(asjob.JobNotFoundError):
+        asjob.get_job(id=job.id)
+    with pytest.raises(ValueError, match="wait=True"):
+        asjob.receive_job(job, auto_remove_job=True)
+
+
+def test_receive_several_jobs_gives_results_in_order(kind: str) -> None:
+    jobs = [asjob.start_job(f.identity, i, kind=kind) for i in range(3)]
+    assert asjob.receive_job(jobs, wait=True) == [0, 1, 2]
+
+
+def test_verbs_accept_ids(kind: str) -> None:
+    job = asjob.start_job(f.add, 3, 4, kind=kind)
+    assert asjob.wait_job(job.id) == [job]
+    assert asjob.receive_job(job.id) == 7
+    asjob.remove_job([job.id])
+
+
+def test_working_directory(kind: str, tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    before = asjob.get_job()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        asjob.start_job(f.cwd, kind=kind, working_directory=missing)
+    assert asjob.get_job() == before
+    if kind == "thread":
+        with pytest.raises(ValueError, match="working directory"):
+            asjob.start_job(f.cwd, kind=kind, working_directory=tmp_path)
+    else:
+        job = asjob.start_job(f.cwd, kind=kind, working_directory=tmp_path)
+        assert job.receive(wait=True) == str(tmp_path)
+
+
+def test_init_runs_in_the_worker_before_the_function(kind: str) -> None:
+    job = asjob.start_job(f.read_context, kind=kind, init=f.noop, context={"tenant": "t1"})
+    assert job.receive(wait=True) == {"tenant": "t1"}
+
+
+def test_job_identity(kind: str) -> None:
+    job = asjob.start_job(f.add, 1, 2, kind=kind)
+    other = asjob.start_job(f.add, 3, 4, kind=kind, name="")
+    named = asjob.start_job(f.add, 5, 6, kind=kind, name="adder")
+    assert other.id > job.id and named.id > other.id
+    assert job.name == f"Job{job.id}" and other.name == f"Job{other.id}"
+    assert named.name == "adder"
+    assert isinstance(job.instance_id, uuid.UUID) and job.instance_id != other.instance_id
+    assert job.command == "add(1, 2)"
+    assert job.location == "localhost"
+    expected = {"process": "BackgroundJob", "thread": "ThreadJob"}[kind]
+    assert job.job_type_name == expected
+    assert str(job.state) in ("Running", "Completed")
+    asjob.wait_job([job, other, named])
+
+
+def test_ids_are_never_reused(kind: str) -> None:
+    job = asjob.start_job(f.noop, kind=kind)
+    asjob.wait_job(job)
+    asjob.remove_job(job)
+    assert asjob.start_job(f.noop, kind=kind).id > job.id
+
+
+def test_get_job_filters(kind: str) -> None:
+    a = asjob.start_job(f.add, 1, 2, kind=kind, name="Deploy-Web")
+    b = asjob.start_job(f.sleep_then, 5, kind=kind, name="deploy-db")
+    c = asjob.start_job(f.noop, kind=kind, name="cleanup")
+    asjob.wait_job([a, c])
+    assert asjob.get_job() == [a, b, c]
+    assert asjob.get_job(name="DEPLOY-*") == [a, b]
+    assert asjob.get_job(name="deploy-?b") == [b]
+    assert asjob.get_job(name="cleanup") == [c]
+    assert asjob.get_job(name="nothing*") == []
+    with pytest.raises(asjob.JobNotFoundError):
+        asjob.get_job(name="nothing")
+    with pytest.raises(asjob.JobNotFoundError):
+        asjob.get_job(id=999_999)
+    with pytest.raises(asjob.JobNotFoundError):
+        asjob.get_job(instance_id=uuid.uuid4())
+    assert asjob.get_job(instance_id=b.instance_id) == [b]
+    assert asjob.get_job(state=JobState.Running) == [b]
+    assert asjob.get_job(state="Completed") == [a, c]
+    assert asjob.get_job(command="sleep_then*") == [b]
+    assert asjob.get_job(id=[c.id, a.id]) == [a, c]
+    future = datetime.now(timezone.utc) + timedelta(hours=1)
+    assert asjob.get_job(before=future) == [a, c]
+    assert asjob.get_job(after=future) == []
+    assert asjob.get_job(newest=1) == [c] if c.end_time > a.end_time else [a]  # type: ignore[operator]
+    b.stop()
+
+
+def test_get_job_has_more_data(kind: str) -> None:
+    a = asjob.start_job(f.add, 1, 2, kind=kind)
+    b = asjob.start_job(f.add, 3, 4, kind=kind)
+    asjob.wait_job([a, b])
+    a.receive()
+    assert asjob.get_job(has_more_data=True) == [b]
+    assert asjob.get_job(has_more_data=False) == [a]
+
+
+def test_a_job_is_a_typed_handle(kind: str) -> None:
+    job: asjob.Job[int] = asjob.start_job(f.add, 1, 2, kind=kind)
+    result: int = job.receive(wait=True)
+    assert result == 3
