@@ -155,19 +155,15 @@ class ForkServerClient:
         worker = self.workers.get(job_id)
         store = self._session.store
         if verb == "started":
-            pid = message[2]
-            try:
-                created: float | None = psutil.Process(pid).create_time()
-            except psutil.Error:
-                created = None  # already gone: a very short job
-            transition(store, job_id, JobState.Running, host_pid=pid, host_started=created)
             if worker is not None:
-                worker.pid = pid
+                worker.pid = message[2]
                 worker.started.set()
         elif verb == "start_failed":
             error = JobFailedError(message[2], job_id)
             transition(store, job_id, JobState.Failed, reason=encode_failure(error))
             self._ended(job_id, worker)
+        elif verb == "finished":
+            self._session.job_finished(job_id)
         elif verb == "exited":
             self._ended(job_id, worker)
 
@@ -181,13 +177,14 @@ class ForkServerClient:
 
     def _server_lost(self, sock: socket.socket) -> None:
         with self._lock:
+            # close() hung up first: the server lives on, serving the detached workers.
+            hung_up = self._sock is not sock
             if self._sock is sock:
                 self._sock = None
             orphans = list(self.workers.items())
             self.workers.clear()
         for job_id, worker in orphans:
-            record = self._session.store.get_job(job_id)
-            if not record.finished:
+            if not hung_up:
                 error = WorkerLostError(f"job {job_id}: the fork server ended", job_id)
                 transition(self._session.store, job_id, JobState.Failed,
                            reason=encode_failure(error))

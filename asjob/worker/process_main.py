@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from .. import capture, context
@@ -22,11 +21,9 @@ def apply_log_levels(levels: dict[str, int]) -> None:
 
 
 def run_worker(store_path: str, job_id: int, payload: bytes, log_levels: dict[str, int]) -> int:
-    """Run job ``job_id`` in this process; the exit code for the fork server (0: outcome recorded)."""
+    """Run job ``job_id`` (already marked Running by the fork server) in this process; return
+    the exit code for the fork server."""
     store = SQLiteStore(store_path, initialise=False)
-    if not transition(store, job_id, JobState.Running, host_pid=os.getpid()):
-        if store.get_job(job_id).state is not JobState.Running:
-            return 0  # stopped before it began: nothing to run
     writer = writers.JobWriter(job_id, store_sink(store, job_id))
     writers.bind_process(writer)
     capture.install_exclusive()

@@ -5,9 +5,9 @@ Messages (tuples, first item the verb)::
 
     session ─► server   ("preload", [module names])
                         ("start", job_id, payload, detached, environ, cwd, log_levels)
-                        ("kill", job_id)
-    server ─► session   ("started", job_id, pid, create_time)
+    server ─► session   ("started", job_id, pid)
                         ("start_failed", job_id, message)
+                        ("finished", job_id)   outcome recorded; the process may linger
                         ("exited", job_id, pid, wait_status)
 """
 

@@ -27,6 +27,7 @@ import select
 import signal
 import socket
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -35,6 +36,7 @@ from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
 from . import protocol
+from .process_main import run_worker
 
 
 def describe_exit(job_id: int, pid: int, status: int) -> str:
@@ -56,6 +58,8 @@ class ForkServer:
         self._sock: socket.socket | None = sock
         self._reader = protocol.Reader(sock)
         self._children: dict[int, tuple[int, bool]] = {}
+        # read end of each worker's "outcome recorded" pipe -> job id
+        self._done_pipes: dict[int, int] = {}
         self._store: SQLiteStore | None = None
         self._wake_r, wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -107,13 +111,18 @@ class ForkServer:
 
     def serve(self) -> None:
         while self._sock is not None or self._children:
-            watched = [self._wake_r] + ([self._sock] if self._sock is not None else [])
+            watched: list[Any] = [self._wake_r, *self._done_pipes]
+            if self._sock is not None:
+                watched.append(self._sock)
             try:
                 readable, _, _ = select.select(watched, [], [])
             except InterruptedError:
                 continue
             if self._wake_r in readable:
                 self._drain_wakeups()
+            for fd in readable:
+                if fd in self._done_pipes:
+                    self._outcome_recorded(fd)
             self._reap()
             if self._sock is not None and self._sock in readable:
                 self._read_session()
@@ -157,25 +166,55 @@ class ForkServer:
 
     def _start(self, job_id: int, payload: bytes, detached: bool, environ: dict[str, str],
                cwd: str, log_levels: dict[str, int]) -> None:
+        go_r, go_w = os.pipe()
+        done_r, done_w = os.pipe()
         try:
             pid = os.fork()
         except OSError as exc:
+            for fd in (go_r, go_w, done_r, done_w):
+                os.close(fd)
             self._send(("start_failed", job_id, f"cannot start a worker process: {exc}"))
             return
         if pid == 0:
-            self._become_worker(job_id, payload, environ, cwd, log_levels)
+            os.close(go_w)
+            os.close(done_r)
+            self._become_worker(job_id, payload, detached, environ, cwd, log_levels, go_r,
+                                done_w)
+        os.close(go_r)
+        os.close(done_w)
+        self._done_pipes[done_r] = job_id
         try:
             os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
         except OSError:
             pass
         self._children[pid] = (job_id, detached)
+        # The server, not the worker or the session, marks the job Running: one uncontended
+        # write, done before the session hears "started" (so start_job returns a Running job)
+        # and before the worker may record an outcome (it waits for "go").
+        running = self._mark_running(job_id, pid)
+        os.write(go_w, b"g" if running else b"n")
+        os.close(go_w)
         self._send(("started", job_id, pid))
 
-    def _become_worker(self, job_id: int, payload: bytes, environ: dict[str, str], cwd: str,
-                       log_levels: dict[str, int]) -> None:
+    def _mark_running(self, job_id: int, pid: int) -> bool:
+        assert self._store is not None
+        try:
+            # Now is the worker's creation time, to well within the second that pid-reuse
+            # checks allow (asking /proc for it costs more than the rest of the start).
+            return transition(self._store, job_id, JobState.Running, host_pid=pid,
+                              host_started=time.time())
+        except Exception:  # noqa: BLE001 - the worker then finds out and reports it
+            traceback.print_exc()
+            return True
+
+    def _become_worker(self, job_id: int, payload: bytes, detached: bool,
+                       environ: dict[str, str], cwd: str, log_levels: dict[str, int],
+                       go: int, done: int) -> None:
         code = 70
         try:
             os.setpgid(0, 0)
+            if detached:
+                release_standard_streams()
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGCHLD, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
@@ -183,18 +222,34 @@ class ForkServer:
             os.close(self._wake_w)
             if self._sock is not None:
                 self._sock.close()
-            gc.unfreeze()
-            os.environ.clear()
-            os.environ.update(environ)
-            os.chdir(cwd)
-            from .process_main import run_worker
-
+            for fd in self._done_pipes:
+                os.close(fd)
+            if environ != os.environ:
+                os.environ.clear()
+                os.environ.update(environ)
+            if cwd != os.getcwd():
+                os.chdir(cwd)
             assert self._store is not None
-            code = run_worker(self._store.path, job_id, payload, log_levels)
+            if os.read(go, 1) == b"g":
+                code = run_worker(self._store.path, job_id, payload, log_levels)
+                # The outcome is in the store: the session may go on without waiting for
+                # this process to be torn down and reaped.
+                os.write(done, b"d")
+            else:
+                code = 0  # stopped before it began: nothing to run
         except BaseException:  # noqa: BLE001 - the worker must never return into the server loop
             traceback.print_exc()
         finally:
             os._exit(code)
+
+    def _outcome_recorded(self, fd: int) -> None:
+        job_id = self._done_pipes.pop(fd)
+        try:
+            recorded = os.read(fd, 1) == b"d"
+        finally:
+            os.close(fd)
+        if recorded:
+            self._send(("finished", job_id))
 
     def _reap(self) -> None:
         while self._children:
@@ -228,6 +283,7 @@ class ForkServer:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        release_standard_streams()
         assert self._store is not None or not self._children
         for pid, (job_id, detached) in list(self._children.items()):
             if detached:
@@ -235,6 +291,16 @@ class ForkServer:
             if self._store is not None:
                 transition(self._store, job_id, JobState.Stopping)
             kill_group(pid)
+
+
+def release_standard_streams() -> None:
+    """Point fds 0-2 at /dev/null. The server and detached workers outlive the session, and
+    holding its stdout would keep a shell's ``id=$(python start.py)`` or ``| tee`` waiting for
+    them. (Python-level output of a job is captured into its streams either way.)"""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def kill_group(pid: int) -> None:
