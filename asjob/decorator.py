@@ -51,7 +51,7 @@ class AsJobFunction(Generic[P, T]):
         # Decorating a method in a class body: bind like a function would.
         if instance is None:
             return self
-        bound = self.__wrapped__.__get__(instance, owner)  # type: ignore[attr-defined]
+        bound = self.__wrapped__.__get__(instance, owner)
         return AsJobFunction(bound, name=self.job_name, kind=self.kind, context=self.context,
                              throttle_limit=self.throttle_limit, detach=self.detach,
                              working_directory=self.working_directory)

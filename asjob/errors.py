@@ -3,10 +3,10 @@
 Every error asjob raises derives from :class:`AsJobError` and names the job it is about::
 
     AsJobError
-    ├── JobNotFoundError (also LookupError)   no job with that id / name / instance id
+    ├── JobNotFoundError (a LookupError)      no job with that id, name or instance id
     ├── JobNotFinishedError                   remove_job on a running job without force
     ├── InvalidJobStateError                  a verb that the job's state does not allow
-    ├── JobFailedError                        a worker failure that cannot be rebuilt as the original
+    ├── JobFailedError                        a worker failure not rebuildable as the original
     │   └── WorkerLostError                   the worker process died (exit code or signal named)
     ├── BackendUnavailableError               a kind or provider whose package is missing
     └── StoreError                            the job store cannot be used
@@ -62,11 +62,11 @@ class JobFailedError(AsJobError):
 
 
 class WorkerLostError(JobFailedError):
-    """The process that ran the job ended without reporting an outcome (killed, crashed, exited)."""
+    """The process that ran the job ended without reporting an outcome (killed, crashed)."""
 
 
 class BackendUnavailableError(AsJobError):
-    """A kind or provider needs a package that is not installed; the message says what to install."""
+    """A kind or provider needs a package that is not installed; the message names it."""
 
 
 class RemoteTraceback(Exception):

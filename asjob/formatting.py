@@ -22,7 +22,7 @@ def _cell(value: Any, width: int) -> str:
 
 
 def format_row(values: Iterable[Any]) -> str:
-    return " ".join(_cell(v, w) for v, (_, w) in zip(values, COLUMNS)).rstrip()
+    return " ".join(_cell(v, w) for v, (_, w) in zip(values, COLUMNS, strict=False)).rstrip()
 
 
 def format_jobs(jobs: Iterable[Job[Any]]) -> str:

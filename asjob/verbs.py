@@ -5,13 +5,14 @@ Every verb except ``start_job`` takes a :class:`~asjob.job.Job`, an ``int`` id, 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 from . import records as r
 from .call import Call
@@ -25,8 +26,8 @@ from .states import JobState, transition
 from .store.base import CHILDREN, GENERATOR, JobRecord
 
 T = TypeVar("T")
-JobLike = Union[Job[Any], int]
-Jobs = Union[JobLike, Sequence[JobLike]]
+JobLike = Job[Any] | int
+Jobs = JobLike | Sequence[JobLike]
 
 FOREIGN_POLL_S = 0.05
 _NON_OUTPUT = tuple(s for s in r.STREAMS if s != r.OUTPUT)
@@ -35,7 +36,7 @@ _NON_OUTPUT = tuple(s for s in r.STREAMS if s != r.OUTPUT)
 def _handles(jobs: Jobs, session: Session) -> tuple[list[Job[Any]], bool]:
     """The jobs as handles, and whether a single job (not a list) was given."""
     single = isinstance(jobs, (Job, int))
-    items: Iterable[JobLike] = [jobs] if single else jobs  # type: ignore[list-item]
+    items: Iterable[JobLike] = [jobs] if isinstance(jobs, (Job, int)) else jobs
     handles = []
     for item in items:
         if isinstance(item, Job):
@@ -147,7 +148,8 @@ def _filter(jobs: list[Job[Any]], *, state: Any, command: Any, has_more_data: bo
             and (after is None or _stamp(end) > _stamp(after))
         ]
         if newest is not None:
-            kept = sorted(kept, key=lambda pair: pair[1])[-newest:] if newest > 0 else []  # type: ignore[arg-type,return-value]
+            by_end = sorted(kept, key=lambda pair: _stamp(pair[1]))
+            kept = by_end[-newest:] if newest > 0 else []
         jobs = sorted((j for j, _ in kept), key=lambda j: j.id)
     return jobs
 
@@ -224,10 +226,8 @@ def _receive(session: Session, job: Job[Any], keep: bool) -> Any:
 
 
 def _raise_with(exc: BaseException, partial: list[Any]) -> None:
-    try:
+    with contextlib.suppress(AttributeError):  # an exception type with __slots__
         exc.partial_output = partial  # type: ignore[attr-defined]
-    except AttributeError:
-        pass
     raise exc
 
 
@@ -237,7 +237,7 @@ def _receive_parent(session: Session, job: Job[Any], record: JobRecord, keep: bo
     for child in job.child_jobs:
         try:
             results.append(_receive(session, child, keep))
-        except Exception as exc:  # noqa: BLE001 - a child's failure is reported as the parent's
+        except Exception as exc:
             results.append(None)
             first_failure = first_failure or exc
     if record.state is JobState.Failed and first_failure is not None:

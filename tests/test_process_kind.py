@@ -118,7 +118,7 @@ def test_a_closure_cannot_be_sent(session: Session) -> None:
     def inner() -> int:
         return 1
 
-    with pytest.raises(TypeError, match="the function .*inner"):
+    with pytest.raises(TypeError, match=r"the function .*inner"):
         asjob.start_job(inner)
     with pytest.raises(TypeError, match="lambda"):
         asjob.start_job(lambda: 1)
@@ -126,7 +126,7 @@ def test_a_closure_cannot_be_sent(session: Session) -> None:
 
 def test_unpicklable_result_fails_the_job_clearly(session: Session) -> None:
     job = asjob.start_job(f.live_object)
-    with pytest.raises(asjob.JobFailedError, match="result of live_object .* cannot be sent"):
+    with pytest.raises(asjob.JobFailedError, match=r"result of live_object .* cannot be sent"):
         job.receive(wait=True)
 
 

@@ -221,15 +221,11 @@ def kill_tree(pid: int) -> None:
     except psutil.Error:
         descendants = []
     for kill in (os.killpg, os.kill):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             kill(pid, 9)
-        except (ProcessLookupError, PermissionError):
-            pass
     for child in descendants:
-        try:
+        with contextlib.suppress(psutil.Error):
             child.kill()
-        except psutil.Error:
-            pass
 
 
 def process_gone(pid: int, started: float | None) -> bool:
@@ -238,7 +234,7 @@ def process_gone(pid: int, started: float | None) -> bool:
         process = psutil.Process(pid)
         if started is not None and abs(process.create_time() - started) > 1.0:
             return True  # the pid now belongs to another process
-        return process.status() == psutil.STATUS_ZOMBIE
+        return bool(process.status() == psutil.STATUS_ZOMBIE)
     except psutil.Error:
         # Includes the window between a death and its reaping where /proc reads fail (ESRCH).
         return True

@@ -1,7 +1,8 @@
 """The store contract: where the truth about jobs lives.
 
 A store keeps job records (identity, state, times, failure reason, provider resume data) and
-each job's stream records (output, errors, warnings, logs, progress) until they are received.
+each job's stream records (output, errors, warnings, logs, progress) until they are received,
+plus holds (a key held back until a time) that pace the jobs of every process.
 Workers write to it, callers read from it, and other processes (a later CI step, the CLI)
 find jobs in it by id. Implementations: :class:`~asjob.store.sqlite.SQLiteStore` (the default,
 shared between processes) and :class:`~asjob.store.memory.MemoryStore` (one process, for tests).
@@ -140,6 +141,16 @@ class Store(Protocol):
     def delete_jobs(self, job_ids: Sequence[int]) -> None:
         """Remove jobs, their children and their records."""
 
+    def hold(self, key: str, until: float) -> None:
+        """Hold ``key`` back until ``until`` (a POSIX time), for every process of the store.
+
+        A later ``until`` extends the hold; an earlier one leaves it. Providers use holds to pace
+        all the jobs of a session, e.g. after a 429 from a cloud API that names a wait.
+        """
+
+    def held_until(self, key: str) -> float | None:
+        """When the hold on ``key`` ends, or ``None`` if ``key`` is not held now."""
+
 
 def now() -> float:
     return time.time()
@@ -151,7 +162,9 @@ def check_fields(fields: dict[str, Any]) -> None:
         raise ValueError(f"not a settable job field: {', '.join(sorted(unknown))}")
 
 
-def settled_parent_state(parent_state: JobState, child_states: Iterable[JobState]) -> JobState | None:
+def settled_parent_state(
+    parent_state: JobState, child_states: Iterable[JobState]
+) -> JobState | None:
     """The state a fan-out parent takes once its children are all finished, else ``None``."""
     states = list(child_states)
     if any(s not in FINISHED for s in states):

@@ -2,8 +2,9 @@
 
 WAL mode lets readers run while a writer commits; every write is one short ``BEGIN IMMEDIATE``
 transaction (taking the write lock up front, so two writers never deadlock upgrading a read
-lock), and a generous busy timeout makes concurrent writers queue instead of failing with
-"database is locked". Each thread and each process (after a fork) opens its own connection:
+lock). Writers queue rather than fail with "database is locked": threads of one process take a
+lock of their own first, and processes retry with short randomised pauses. (SQLite's own busy
+handler backs off to 100 ms sleeps, which starves writers when a hundred jobs finish at once.) Each thread and each process (after a fork) opens its own connection:
 SQLite connections must not cross either boundary. The file and its directory are created
 owner-only before SQLite touches them; SQLite gives its -wal and -shm files the same mode.
 """
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -32,6 +35,8 @@ from .base import (
 )
 
 BUSY_TIMEOUT_S = 30.0
+# Readers never wait for writers in WAL mode; this only covers rare moments such as a WAL reset.
+READ_BUSY_TIMEOUT_S = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,6 +71,7 @@ CREATE TABLE IF NOT EXISTS records (
     payload BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_job ON records (job_id, seq);
+CREATE TABLE IF NOT EXISTS holds (key TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
 _COLUMNS = (
@@ -87,6 +93,16 @@ def _record(row: sqlite3.Row) -> JobRecord:
     )
 
 
+_process_locks: dict[Path, threading.Lock] = {}
+_process_locks_guard = threading.Lock()
+
+
+def _process_lock(path: Path) -> threading.Lock:
+    """One lock per store file and process, shared by every handle on it."""
+    with _process_locks_guard:
+        return _process_locks.setdefault(path, threading.Lock())
+
+
 def create_private_file(path: Path) -> None:
     """Create ``path`` (and its directory) readable by the owner only, if it does not exist."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -102,6 +118,7 @@ class SQLiteStore:
         ``initialise=False`` skips that for a process that knows the store exists (a worker)."""
         self._path = Path(path).expanduser().absolute()
         self._local = threading.local()
+        self._thread_lock = _process_lock(self._path)
         if not initialise:
             return
         try:
@@ -124,7 +141,7 @@ class SQLiteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
             conn = sqlite3.connect(
-                self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                self._path, timeout=READ_BUSY_TIMEOUT_S, isolation_level=None,
                 check_same_thread=False,
             )
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -141,16 +158,36 @@ class SQLiteStore:
                 raise StoreError(f"{self._path} is not an asjob job store ({exc})") from None
             raise
 
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        pause = 0.0002
+        conn.execute("PRAGMA busy_timeout=0")  # our pauses, not SQLite's, while queueing
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"the job store {self._path} stayed locked for {BUSY_TIMEOUT_S:.0f} s"
+                    ) from None
+            time.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, 0.005)
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._connection()
-        with self._translated_errors():
-            conn.execute("BEGIN IMMEDIATE")
+        with self._thread_lock, self._translated_errors():
+            self._begin(conn)
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(READ_BUSY_TIMEOUT_S * 1000)}")
             conn.execute("COMMIT")
 
     def _initialise(self) -> None:
@@ -206,7 +243,8 @@ class SQLiteStore:
         self, *, session_id: str | None = None, parent_id: int | None = None,
         top_level: bool = False,
     ) -> list[JobRecord]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if session_id is not None:
             clauses.append("session_id = ?")
             params.append(session_id)
@@ -280,6 +318,23 @@ class SQLiteStore:
                 marks = ",".join("?" * len(ids))
                 conn.execute(f"DELETE FROM records WHERE job_id IN ({marks})", ids)
                 conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+
+    # -- holds ------------------------------------------------------------------------------
+
+    def hold(self, key: str, until: float) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM holds WHERE until <= ?", (now(),))
+            conn.execute(
+                "INSERT INTO holds (key, until) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET until = MAX(until, excluded.until)", (key, until),
+            )
+
+    def held_until(self, key: str) -> float | None:
+        with self._translated_errors():
+            row = self._connection().execute(
+                "SELECT until FROM holds WHERE key = ? AND until > ?", (key, now())
+            ).fetchone()
+        return None if row is None else float(row[0])
 
     # -- stream records ---------------------------------------------------------------------
 

@@ -50,12 +50,13 @@ class _CallPickler(pickle.Pickler):
             if not same:
                 return _bind, (obj.__func__, obj.__self__)
         if isinstance(obj, types.FunctionType) and "<locals>" not in obj.__qualname__:
+            module, qualname = obj.__module__, obj.__qualname__
             try:
-                found = _lookup(obj.__module__, obj.__qualname__)
+                found = _lookup(module, qualname)
             except Exception:
                 return NotImplemented
             if found is not obj and getattr(found, "__wrapped__", None) is obj:
-                return _unwrapped, (obj.__module__, obj.__qualname__)
+                return _unwrapped, (module, qualname)
         return NotImplemented
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -30,16 +31,14 @@ def run_worker(store_path: str, job_id: int, payload: bytes, log_levels: dict[st
     apply_log_levels(log_levels)
     try:
         call = loads_call(payload)
-    except BaseException as exc:  # noqa: BLE001 - e.g. the function's module fails to import
+    except BaseException as exc:
         transition(store, job_id, JobState.Failed, reason=encode_failure(exc))
         return 0
     # Threads the job starts do not inherit its context variable; in a worker process the
     # whole process belongs to the job, so its context is the process's too.
-    context.set_context(call.context)
+    context.bind_process_context(call.context)
     run_call(store, job_id, call, writer)
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):
             stream.flush()
-        except Exception:  # noqa: BLE001, S110 - a closed stream must not fail the job
-            pass
     return 0

@@ -14,6 +14,7 @@ The outcome is written with a compare-and-set, so a job stopped meanwhile stays 
 from __future__ import annotations
 
 import inspect
+
 from .. import capture, context, plugins
 from .. import writer as writers
 from ..call import Call, function_name
@@ -26,11 +27,12 @@ from ..store.base import GENERATOR, Store
 def run_call(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> JobState:
     """Run ``call`` as job ``job_id``; return the state it ended in (or the state a stop set)."""
     capture.install()
+    writer.store = store
     writers.bind(writer)
     context.bind_job_context(call.context)
     try:
         outcome = _run(store, job_id, call, writer)
-    except BaseException as exc:  # noqa: BLE001 - a job's failure is data, whatever it is
+    except BaseException as exc:
         writer.flush_text()
         if transition(store, job_id, JobState.Failed, reason=encode_failure(exc)):
             return JobState.Failed

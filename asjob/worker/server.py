@@ -20,6 +20,7 @@ serves the detached ones until they end, then exits.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -89,7 +90,7 @@ class ForkServer:
                 spawn._fixup_main_from_name(name)  # type: ignore[attr-defined]
             elif path:
                 spawn._fixup_main_from_path(path)  # type: ignore[attr-defined]
-        except BaseException:  # noqa: BLE001 - a main that cannot load is the job's problem
+        except BaseException:
             traceback.print_exc()
 
     @staticmethod
@@ -100,7 +101,7 @@ class ForkServer:
             if name not in sys.modules:
                 try:
                     importlib.import_module(name)
-                except BaseException:  # noqa: BLE001, S112 - preloading is an optimisation only
+                except BaseException:
                     continue
         plugins.provider_packages()
         # Objects that exist now are shared with every worker: keep the collector from
@@ -183,10 +184,8 @@ class ForkServer:
         os.close(go_r)
         os.close(done_w)
         self._done_pipes[done_r] = job_id
-        try:
+        with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
-        except OSError:
-            pass
         self._children[pid] = (job_id, detached)
         # The server, not the worker or the session, marks the job Running: one uncontended
         # write, done before the session hears "started" (so start_job returns a Running job)
@@ -203,7 +202,7 @@ class ForkServer:
             # checks allow (asking /proc for it costs more than the rest of the start).
             return transition(self._store, job_id, JobState.Running, host_pid=pid,
                               host_started=time.time())
-        except Exception:  # noqa: BLE001 - the worker then finds out and reports it
+        except Exception:
             traceback.print_exc()
             return True
 
@@ -237,7 +236,7 @@ class ForkServer:
                 os.write(done, b"d")
             else:
                 code = 0  # stopped before it began: nothing to run
-        except BaseException:  # noqa: BLE001 - the worker must never return into the server loop
+        except BaseException:
             traceback.print_exc()
         finally:
             os._exit(code)
@@ -275,7 +274,7 @@ class ForkServer:
                 return
             lost = WorkerLostError(describe_exit(job_id, pid, status), job_id)
             transition(self._store, job_id, JobState.Failed, reason=encode_failure(lost))
-        except Exception:  # noqa: BLE001 - a removed job or a store error must not end the server
+        except Exception:
             traceback.print_exc()
 
     def _session_gone(self) -> None:
@@ -306,10 +305,8 @@ def release_standard_streams() -> None:
 def kill_group(pid: int) -> None:
     """SIGKILL a worker's process group (itself and the processes it started)."""
     for kill in (os.killpg, os.kill):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def main() -> None:
