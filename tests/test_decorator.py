@@ -112,7 +112,7 @@ def _intervals(log: Path) -> dict[int, tuple[float, float]]:
 def test_throttle_limit_runs_at_most_n_at_once_in_order(kind: str, tmp_path: Path) -> None:
     log = tmp_path / "log"
     throttled = asjob.as_job(kind=kind, throttle_limit=2)(f.record_start)
-    jobs = [throttled(str(log), i, 0.2) for i in range(5)]
+    jobs = [throttled(str(log), i, 0.5) for i in range(5)]
     assert [j.state for j in jobs[2:]] == [JobState.NotStarted] * 3
     assert asjob.receive_job(jobs, wait=True) == [0, 1, 2, 3, 4]
     spans = _intervals(log)
@@ -121,7 +121,9 @@ def test_throttle_limit_runs_at_most_n_at_once_in_order(kind: str, tmp_path: Pat
         assert running <= 2
     starts = [spans[i][0] for i in range(5)]
     assert starts[2] >= min(spans[0][1], spans[1][1]) - 0.001
-    assert starts[2:] == sorted(starts[2:])
+    # Queued jobs get their slots in order; two slots freed at once start two jobs whose
+    # first lines may run a hair apart in either order.
+    assert all(a <= b + 0.05 for a, b in zip(starts[2:], starts[3:], strict=False))
 
 
 def test_stopping_a_throttled_job_that_has_not_started(kind: str) -> None:

@@ -71,6 +71,8 @@ class ForkServerClient:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._lock = threading.Lock()
+        # The reader thread answers "started" with "go" while callers send starts.
+        self._send_lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._server_pid: int | None = None
         self._sent_modules: set[str] = set()
@@ -128,11 +130,12 @@ class ForkServerClient:
             new_modules = [m for m in _importable_modules() if m not in self._sent_modules]
             if new_modules:
                 self._sent_modules.update(new_modules)
-                protocol.send(sock, ("preload", new_modules))
-            protocol.send(sock, (
-                "start", job_id, payload, options.detached, dict(os.environ),
-                options.working_directory, _log_levels(),
-            ))
+                with self._send_lock:
+                    protocol.send(sock, ("preload", new_modules))
+            message = ("start", job_id, payload, options.detached, dict(os.environ),
+                       options.working_directory, _log_levels())
+            with self._send_lock:
+                protocol.send(sock, message)
         return worker
 
     # -- the reader thread ------------------------------------------------------------------
@@ -155,8 +158,17 @@ class ForkServerClient:
         worker = self.workers.get(job_id)
         store = self._session.store
         if verb == "started":
+            pid, forked_at = message[2], message[3]
+            # Running (with the worker's pid) before start_job returns and before the worker
+            # runs: it waits for our "go". A job stopped meanwhile gets "no go" and never runs.
+            running = transition(store, job_id, JobState.Running, host_pid=pid,
+                                 host_started=forked_at)
+            with self._send_lock:
+                if self._sock is not None:
+                    with contextlib.suppress(OSError):
+                        protocol.send(self._sock, ("go", job_id, running))
             if worker is not None:
-                worker.pid = message[2]
+                worker.pid = pid
                 worker.started.set()
         elif verb == "start_failed":
             error = JobFailedError(message[2], job_id)

@@ -5,7 +5,8 @@ Messages (tuples, first item the verb)::
 
     session ─► server   ("preload", [module names])
                         ("start", job_id, payload, detached, environ, cwd, log_levels)
-    server ─► session   ("started", job_id, pid)
+                        ("go", job_id, run)    the job is Running (or, run=False, was stopped)
+    server ─► session   ("started", job_id, pid, fork_time)
                         ("start_failed", job_id, message)
                         ("finished", job_id)   outcome recorded; the process may linger
                         ("exited", job_id, pid, wait_status)

@@ -61,6 +61,8 @@ class ForkServer:
         self._children: dict[int, tuple[int, bool]] = {}
         # read end of each worker's "outcome recorded" pipe -> job id
         self._done_pipes: dict[int, int] = {}
+        # job id -> write end of the pipe its worker waits on before it runs
+        self._go_pipes: dict[int, int] = {}
         self._store: SQLiteStore | None = None
         self._wake_r, wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -155,6 +157,8 @@ class ForkServer:
             self._preload(message[1])
         elif verb == "start":
             self._start(*message[1:])
+        elif verb == "go":
+            self._go(message[1], message[2])
 
     def _send(self, message: tuple[Any, ...]) -> None:
         if self._sock is not None:
@@ -187,24 +191,20 @@ class ForkServer:
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
         self._children[pid] = (job_id, detached)
-        # The server, not the worker or the session, marks the job Running: one uncontended
-        # write, done before the session hears "started" (so start_job returns a Running job)
-        # and before the worker may record an outcome (it waits for "go").
-        running = self._mark_running(job_id, pid)
-        os.write(go_w, b"g" if running else b"n")
-        os.close(go_w)
-        self._send(("started", job_id, pid))
+        # The session marks the job Running (with this pid) and then says "go": so start_job
+        # returns a Running job, the worker cannot record an outcome before that, and this
+        # process, whose pages every fork makes copy-on-write again, writes nothing.
+        self._go_pipes[job_id] = go_w
+        # Now is the worker's creation time, to well within the second that pid-reuse checks
+        # allow (asking /proc for it costs more than the rest of the start).
+        self._send(("started", job_id, pid, time.time()))
 
-    def _mark_running(self, job_id: int, pid: int) -> bool:
-        assert self._store is not None
-        try:
-            # Now is the worker's creation time, to well within the second that pid-reuse
-            # checks allow (asking /proc for it costs more than the rest of the start).
-            return transition(self._store, job_id, JobState.Running, host_pid=pid,
-                              host_started=time.time())
-        except Exception:
-            traceback.print_exc()
-            return True
+    def _go(self, job_id: int, run: bool) -> None:
+        go_w = self._go_pipes.pop(job_id, None)
+        if go_w is not None:
+            with contextlib.suppress(OSError):  # the worker may have been killed meanwhile
+                os.write(go_w, b"g" if run else b"n")
+            os.close(go_w)
 
     def _become_worker(self, job_id: int, payload: bytes, detached: bool,
                        environ: dict[str, str], cwd: str, log_levels: dict[str, int],
@@ -221,7 +221,7 @@ class ForkServer:
             os.close(self._wake_w)
             if self._sock is not None:
                 self._sock.close()
-            for fd in self._done_pipes:
+            for fd in (*self._done_pipes, *self._go_pipes.values()):
                 os.close(fd)
             if environ != os.environ:
                 os.environ.clear()
@@ -284,6 +284,10 @@ class ForkServer:
             self._sock = None
         release_standard_streams()
         assert self._store is not None or not self._children
+        for job_id in list(self._go_pipes):
+            self._go(job_id, False)  # started, but the session never said go: it never will
+            if self._store is not None:
+                transition(self._store, job_id, JobState.Stopped)
         for pid, (job_id, detached) in list(self._children.items()):
             if detached:
                 continue
