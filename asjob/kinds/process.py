@@ -82,11 +82,7 @@ class ForkServerClient:
         if self._sock is not None:
             return self._sock
         store_path = self._session.store.path
-        if store_path is None:
-            raise BackendUnavailableError(
-                "the process kind needs a store its worker processes can open "
-                "(a SQLite store); this session uses an in-memory store: use kind='thread'"
-            )
+        assert store_path is not None, "checked by ProcessKind.prepare"
         ours, theirs = socket.socketpair()
         bootstrap = (
             f"import sys; sys.path.insert(0, {_ASJOB_ROOT!r}); "
@@ -261,6 +257,11 @@ class ProcessKind:
         self._client = ForkServerClient(session)
 
     def prepare(self, call: Call, options: LaunchOptions) -> bytes:
+        if self._session.store.path is None:
+            raise BackendUnavailableError(
+                "the process kind needs a store its worker processes can open "
+                "(a SQLite store); this session uses an in-memory store: use kind='thread'"
+            )
         return dumps_call(call)
 
     def launch(self, record: JobRecord, prepared: Any, options: LaunchOptions,
