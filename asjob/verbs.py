@@ -29,6 +29,9 @@ T = TypeVar("T")
 JobLike = Job[Any] | int
 Jobs = JobLike | Sequence[JobLike]
 
+# Jobs of other processes are polled in the store: soon at first (a short job is seen ending
+# within milliseconds), then backing off to FOREIGN_POLL_S between reads.
+FIRST_FOREIGN_POLL_S = 0.002
 FOREIGN_POLL_S = 0.05
 _NON_OUTPUT = tuple(s for s in r.STREAMS if s != r.OUTPUT)
 
@@ -168,6 +171,7 @@ def wait_job(jobs: Jobs, any: bool = False, timeout: float | None = None) -> lis
     session = current_session()
     handles, _ = _handles(jobs, session)
     deadline = None if timeout is None else time.monotonic() + timeout
+    poll = FIRST_FOREIGN_POLL_S
     while True:
         seen = session.generation
         finished = [j for j in handles if j.is_finished()]
@@ -178,8 +182,11 @@ def wait_job(jobs: Jobs, any: bool = False, timeout: float | None = None) -> lis
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             return []
-        foreign = not all(session.is_live(j.id) for j in handles if not j.is_finished())
-        pause = FOREIGN_POLL_S if foreign else 1.0
+        # From the same reading as `finished`: a job that ends in between must not make this
+        # a wait for an in-session change that never comes.
+        foreign = not all(session.is_live(j.id) for j in handles if j not in finished)
+        pause = poll if foreign else 1.0
+        poll = min(poll * 1.5, FOREIGN_POLL_S)
         session.wait_for_change(seen, pause if remaining is None else min(pause, remaining))
 
 

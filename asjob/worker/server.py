@@ -162,10 +162,10 @@ class ForkServer:
 
     def _send(self, message: tuple[Any, ...]) -> None:
         if self._sock is not None:
-            try:
+            # On an error the session has hung up, but what it sent before (its last "go") may
+            # still be unread: the read side ends the session once it has read everything.
+            with contextlib.suppress(OSError):
                 protocol.send(self._sock, message)
-            except OSError:
-                self._session_gone()
 
     # -- workers -----------------------------------------------------------------------------
 

@@ -1,0 +1,123 @@
+"""Command-line text to Python: call arguments, ``MODULE:FUNCTION``, durations and states.
+
+Call arguments are JSON when they parse as JSON, else strings, so a shell author writes
+``asjob start deploy:create_vm vm1 2 true`` for ``create_vm("vm1", 2, True)`` and quotes only
+to force a string (``'"2"'``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from ..states import JobState
+from .exits import BadInput
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_value(text: str) -> Any:
+    """``text`` as JSON if it is valid JSON, else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_keyword(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` as ``(name, parse_value(value))``."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.isidentifier():
+        raise BadInput(f"malformed keyword argument {text!r}: expected NAME=VALUE")
+    return name, parse_value(value)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30s``, ``15m``, ``12h``, ``7d``, ``2w``, compounds such as ``1h30m``, or bare seconds."""
+    cleaned = text.strip().lower()
+    try:
+        return timedelta(seconds=float(cleaned))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(cleaned)
+    if not parts or "".join(number + unit for number, unit in parts) != cleaned:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 12h or 7d")
+    return timedelta(seconds=sum(float(number) * _UNITS[unit] for number, unit in parts))
+
+
+def to_duration(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """A click callback: the option's text as a duration (see :func:`parse_duration`)."""
+    if value is None:
+        return None
+    try:
+        duration = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    if duration < timedelta(0):
+        raise click.BadParameter(f"{value!r} is negative", ctx, param)
+    return duration
+
+
+def to_states(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """A click callback: job state names in any case, as :class:`JobState` values."""
+    states = {state.value.lower(): state.value for state in JobState}
+    for value in values:
+        if value.lower() not in states:
+            names = ", ".join(state.value for state in JobState)
+            raise click.BadParameter(f"{value!r} is not a job state ({names})", ctx, param)
+    return tuple(states[value.lower()] for value in values)
+
+
+def import_function(spec: str) -> Callable[..., Any]:
+    """The callable that ``MODULE:FUNCTION`` names (``FUNCTION`` may be ``Class.method``).
+
+    The current directory is importable, as with ``python -m``, so a pipeline's own modules
+    work without setting ``PYTHONPATH``; the job's worker inherits this ``sys.path``.
+    """
+    module_name, colon, qualname = spec.partition(":")
+    if not colon or not module_name or not qualname:
+        raise BadInput(f"expected MODULE:FUNCTION, got {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise BadInput(f"cannot import {spec!r}: {why}") from None
+    for part in qualname.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise BadInput(f"cannot import {spec!r}: {module_name} has no {qualname!r}") from None
+    if not callable(target):
+        raise BadInput(f"{spec!r} is a {type(target).__name__}, not a function")
+    return target  # type: ignore[no-any-return]
+
+
+def check_call(fn: Callable[..., Any], spec: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Refuse arguments the function cannot take now, rather than as a Failed job later."""
+    target = getattr(fn, "__wrapped__", fn)
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: let the job report it
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        bare = signature.replace(
+            parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+            return_annotation=signature.empty,
+        )
+        raise BadInput(f"bad arguments for {spec}{bare}: {exc}") from None

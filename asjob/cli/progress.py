@@ -1,0 +1,100 @@
+"""``asjob wait`` on a terminal: a live table of the jobs being waited for.
+
+Each row shows a job's state, its latest ``write_progress`` record (as a bar when it has a
+percentage) and how long it has run. Only used when stdout is a terminal; rich is imported
+here, lazily, so the other commands and ``wait`` in CI do not pay for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..job import Job
+from ..states import JobState
+from ..verbs import wait_job
+from .output import JobView, view_jobs
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+TICK_S = 0.25
+_STYLES = {
+    JobState.Completed: "green",
+    JobState.Failed: "bold red",
+    JobState.Stopped: "yellow",
+    JobState.Running: "cyan",
+}
+
+
+def wait_with_progress(
+    jobs: Sequence[Job[Any]], any_: bool, timeout: float | None
+) -> list[Job[Any]]:
+    """:func:`asjob.wait_job`, redrawing the table every tick; the last table stays on screen."""
+    from rich.console import Console
+    from rich.live import Live
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with Live(render(jobs), console=Console(), auto_refresh=False) as live:
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            step = TICK_S if remaining is None else min(TICK_S, remaining)
+            done = wait_job(list(jobs), any=any_, timeout=step)
+            live.update(render(jobs), refresh=True)
+            if done or (remaining is not None and remaining <= TICK_S):
+                return done
+
+
+def render(jobs: Sequence[Job[Any]]) -> Table:
+    """The table for the jobs as they are now."""
+    from rich.table import Table
+
+    views = view_jobs(jobs)
+    finished = sum(view.state.finished for view in views)
+    table = Table(
+        title=f"Waiting for {len(jobs)} job(s): {finished} finished", title_justify="left"
+    )
+    for column in ("Id", "Name", "State", "Progress", "Status", "Elapsed"):
+        table.add_column(column)
+    by_id = {job.id: job for job in jobs}
+    now = datetime.now(timezone.utc)
+    for view in views:
+        table.add_row(
+            str(view.id),
+            view.name,
+            f"[{_STYLES.get(view.state, '')}]{view.state}[/]",
+            *_progress(by_id[view.id], view),
+            _elapsed(view, now),
+        )
+    return table
+
+
+def _progress(job: Job[Any], view: JobView) -> tuple[Any, str]:
+    """The progress bar and status text of the job's latest progress record."""
+    from rich.progress_bar import ProgressBar
+
+    records = job.progress
+    latest = records[-1] if records else None
+    percent = latest.percent if latest is not None else None
+    if view.state is JobState.Completed:
+        percent = 100
+    bar = ProgressBar(
+        total=100,
+        completed=percent or 0,
+        width=20,
+        pulse=percent is None and not view.state.finished,
+    )
+    status = "" if latest is None else f"{latest.activity}: {latest.status}"
+    if view.reason is not None:
+        status = view.reason
+    return bar, status
+
+
+def _elapsed(view: JobView, now: datetime) -> str:
+    if view.begin_time is None:
+        return ""
+    seconds = ((view.end_time or now) - view.begin_time).total_seconds()
+    minutes, seconds = divmod(max(seconds, 0.0), 60)
+    return f"{int(minutes)}m{seconds:04.1f}s" if minutes else f"{seconds:.1f}s"
