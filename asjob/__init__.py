@@ -5,7 +5,16 @@ verbs: :func:`get_job`, :func:`receive_job`, :func:`wait_job`, :func:`stop_job`,
 :func:`remove_job`.
 """
 
-from .context import current_context, get_context, set_context
+from .context import (
+    Context,
+    current_context,
+    disable_context_autosave,
+    enable_context_autosave,
+    get_context,
+    import_context,
+    save_context,
+    set_context,
+)
 from .decorator import AsJobFunction, as_job
 from .errors import (
     AsJobError,
@@ -21,6 +30,7 @@ from .errors import (
 from .formatting import format_jobs
 from .job import Job
 from .records import ProgressRecord, StreamRecord
+from .resuming import resume_job
 from .session import use_store
 from .states import JobState
 from .store import MemoryStore, SQLiteStore
@@ -33,6 +43,7 @@ __all__ = [
     "AsJobError",
     "AsJobFunction",
     "BackendUnavailableError",
+    "Context",
     "InvalidJobStateError",
     "Job",
     "JobFailedError",
@@ -51,11 +62,16 @@ __all__ = [
     "as_job",
     "current_context",
     "current_job",
+    "disable_context_autosave",
+    "enable_context_autosave",
     "format_jobs",
     "get_context",
     "get_job",
+    "import_context",
     "receive_job",
     "remove_job",
+    "resume_job",
+    "save_context",
     "set_context",
     "start_job",
     "stop_job",

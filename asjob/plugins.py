@@ -8,6 +8,7 @@ of a function's owner or of a returned object by that package name, and only the
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +33,14 @@ class Provider(Protocol):
         """Turn what the call returned into the job's result (wait for a long-running
         operation and return its outcome); return ``result`` itself to decline."""
 
+    def context_from_data(self, data: Mapping[str, Any]) -> Any:
+        """Rebuild this provider's :class:`~asjob.context.Context` from saved references."""
+
+    def resume_call(self, resume_data: str, context: Any) -> Call:
+        """A call that continues the work a job recorded in ``resume_data`` (written by
+        :meth:`finish` through the job's writer), with ``context`` if given (else one the
+        provider picks); raise ``ValueError`` if it cannot be continued."""
+
 
 @functools.cache
 def provider_packages() -> frozenset[str]:
@@ -40,7 +49,8 @@ def provider_packages() -> frozenset[str]:
 
 
 @functools.cache
-def _provider_named(package: str) -> Provider | None:
+def provider_named(package: str) -> Provider | None:
+    """The provider registered under ``package`` (``ImportError`` if its SDK is missing)."""
     if package not in provider_packages():
         return None
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -60,11 +70,11 @@ def provider_for_call(call: Call) -> Provider | None:
     owner = getattr(call.fn, "__self__", None)
     if owner is None:
         return None
-    return _provider_named(_package_of(owner))
+    return provider_named(_package_of(owner))
 
 
 def provider_for_result(result: Any) -> Provider | None:
     package = _package_of(result)
     if package not in provider_packages():
         return None
-    return _provider_named(package)
+    return provider_named(package)

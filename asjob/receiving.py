@@ -41,7 +41,7 @@ def _warning_category(name: str | None) -> type[Warning]:
                 obj = getattr(obj, part)
             if isinstance(obj, type) and issubclass(obj, Warning):
                 return obj
-        except Exception:  # noqa: BLE001, S110 - an unknown category becomes UserWarning
+        except Exception:
             pass
     return UserWarning
 

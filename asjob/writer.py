@@ -13,9 +13,12 @@ import logging
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import records as r
+
+if TYPE_CHECKING:
+    from .store.base import Store
 
 Sink = Callable[[str, bytes], None]
 """Receives one encoded record: ``(stream name, payload)``."""
@@ -46,6 +49,10 @@ class JobWriter:
         self._lock = threading.Lock()
         self._pending_text: dict[str, str] = {}
         self._outputs = 0
+        # The store this job is recorded in, set by the runner. Providers use it to record what
+        # they learn while the job runs (``resume_data``: how to continue its work in another
+        # process; ``job_type_name``) and for holds that pace a session's jobs. Never secrets.
+        self.store: Store | None = None
 
     # -- what job code uses -------------------------------------------------------------------
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import platformdirs
 
+from ..errors import StoreError
 from .base import JobRecord, NewJob, Store, StreamRow
 from .memory import MemoryStore
-from ..errors import StoreError
 from .sqlite import SQLiteStore
 
 STORE_ENV = "ASJOB_STORE"

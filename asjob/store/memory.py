@@ -27,6 +27,7 @@ class MemoryStore:
         self._records: list[StreamRow] = []
         self._ids = itertools.count(1)
         self._seqs = itertools.count(1)
+        self._holds: dict[str, float] = {}
 
     @property
     def path(self) -> None:
@@ -133,3 +134,12 @@ class MemoryStore:
             for job_id in doomed:
                 self._jobs.pop(job_id, None)
             self._records = [r for r in self._records if r.job_id not in doomed]
+
+    def hold(self, key: str, until: float) -> None:
+        with self._lock:
+            self._holds[key] = max(until, self._holds.get(key, until))
+
+    def held_until(self, key: str) -> float | None:
+        with self._lock:
+            until = self._holds.get(key)
+        return until if until is not None and until > now() else None

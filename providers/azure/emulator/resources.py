@@ -70,6 +70,9 @@ ACTIONS = {
 """The POST actions, by lower-cased URL segment."""
 
 
+_WRITE_ONLY = frozenset({"adminPassword", "customData"})  # osProfile fields ARM never returns
+
+
 @dataclass
 class VirtualMachine:
     subscription: str
@@ -89,6 +92,11 @@ class VirtualMachine:
         # Fresh top-level dicts: the caller serialises outside the lock. Nested values are never
         # mutated in place (a PUT replaces them, a PATCH merges into copies), so sharing is safe.
         properties = dict(self.properties)
+        os_profile = properties.get("osProfile")
+        if isinstance(os_profile, dict) and _WRITE_ONLY & os_profile.keys():
+            # ARM never returns these: they are secrets (and a continuation token, which holds
+            # the first response's body, would carry them wherever it is stored).
+            properties["osProfile"] = {k: v for k, v in os_profile.items() if k not in _WRITE_ONLY}
         properties.update(
             vmId=self.vm_id,
             provisioningState=self.provisioning_state,

@@ -1,0 +1,89 @@
+"""``resume_job``: continue the work of a job whose worker or starting process died.
+
+Some work outlives the process that waits for it: an Azure long-running operation goes on in the
+cloud when the worker polling it is killed. While such a job runs, its provider records in the
+job's ``resume_data`` how to continue waiting (a JSON object whose ``provider`` key names the
+provider; for Azure, the operation's continuation token and references to the connection, never
+secrets). ``resume_job`` hands that to the provider, which returns a call that picks the wait up
+where it stopped, without starting the work again.
+
+A finished job never changes state again, so the resumed wait runs as a *new* job, named
+``Resume of <name>``, whose receive returns what the original would have returned::
+
+    job 7  Failed (worker killed)   resume_data: {"provider": "azure", ...}
+      └── resume_job(7) ──► job 8 "Resume of <job 7's name>" ──► Running ──► Completed
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from . import plugins
+from .context import resolve_context
+from .errors import BackendUnavailableError, InvalidJobStateError
+from .job import Job
+from .launching import commit, prepare
+from .session import current_session
+from .states import JobState
+
+
+def resume_job(
+    job: Job[Any] | int, *, context: Any = None, kind: Any = None, detach: bool = False
+) -> Job[Any]:
+    """Continue the recorded work of a Failed or Stopped job in a new job, and return that job.
+
+    ``context`` is the connection to continue with (default: the provider's choice, normally the
+    references the job recorded). ``kind`` defaults to the original job's kind. ``detach=True``
+    lets the new job outlive this interpreter (the CLI's ``asjob resume`` needs it).
+
+    Raises :class:`~asjob.errors.InvalidJobStateError` when the job is still running with a live
+    worker, has completed, or recorded nothing to resume.
+    """
+    session = current_session()
+    job_id = job.id if isinstance(job, Job) else job
+    handle = session.handle(session.store.get_job(job_id))
+    record = handle._record()  # settles a job whose worker died as Failed first
+    if not record.finished:
+        where = f" (its worker, process {record.host_pid}, is alive)" if record.host_pid else ""
+        raise InvalidJobStateError(
+            f"job {job_id} is {record.state}{where}: wait for it, or stop it and then resume it",
+            job_id,
+        )
+    if record.state is JobState.Completed:
+        raise InvalidJobStateError(
+            f"job {job_id} has completed: receive its result instead of resuming it", job_id
+        )
+    if not record.resume_data:
+        raise InvalidJobStateError(
+            f"job {job_id} recorded no work to resume (only jobs waiting on work that outlives "
+            "them, such as an Azure long-running operation, can be resumed)",
+            job_id,
+        )
+    provider_name = str(json.loads(record.resume_data).get("provider", ""))
+    try:
+        provider = plugins.provider_named(provider_name)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"job {job_id} needs the {provider_name!r} provider to resume, whose packages are "
+            f"not installed ({exc.name}): pip install 'asjob[{provider_name}]'",
+            job_id,
+        ) from None
+    if provider is None:
+        raise BackendUnavailableError(
+            f"job {job_id} needs the {provider_name!r} provider to resume; it is not installed",
+            job_id,
+        )
+    call = provider.resume_call(record.resume_data, resolve_context(context) if context else None)
+    prepared = prepare(
+        session,
+        call,
+        name=f"Resume of {record.name}",
+        kind=kind if kind is not None else record.kind,
+        working_directory=os.getcwd(),
+        detach=detach,
+    )
+    prepared.job_type_name = record.job_type_name
+    prepared.command = record.command
+    return commit(session, prepared)

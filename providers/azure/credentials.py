@@ -1,0 +1,311 @@
+"""Credentials as references, rebuilt where they are needed, and access tokens shared by jobs.
+
+A saved context cannot hold a secret, so it names how to get one: a :class:`CredentialReference`
+(``DefaultAzureCredential``, a managed identity, the Azure CLI login, a service principal whose
+secret sits in a named environment variable or whose certificate sits in a file).
+
+Tokens are brokered, so N jobs cost one token request per scope and expiry, not N::
+
+    caller: AzureContext ── SharedTokenCredential ── one get_token per scope and expiry
+               │ for_job(): the ARM token, fetched (or cached) once
+               ▼ payload over the worker's private socket (memory only, never a file)
+    worker: SharedTokenCredential seeded with that token ── used until 5 min before expiry,
+               then the real credential: the caller's credential object if it travelled in
+               the payload, else a fresh one rebuilt here from the reference
+
+Which credentials travel: an object given to ``connect_azure(credential=...)`` goes to local
+workers inside the in-memory payload (azure-identity credentials pickle; a
+``ClientSecretCredential`` so carries its secret, which is why only the private socket to a
+local worker may carry it). A credential built from a reference (the default) never travels: a
+worker that needs one rebuilds it from the reference, in its own process, from its own
+environment. Resumed jobs and imported contexts always rebuild from references.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from azure.core.credentials import AccessToken, TokenCredential
+
+REFRESH_MARGIN_S = 300.0
+"""A token this close to expiry is renewed (azure-core's bearer policy renews at 300 s too)."""
+
+# reference kind -> the azure-identity class it builds (for the message of an unknown kind)
+KINDS = {
+    "default": "DefaultAzureCredential",
+    "environment": "EnvironmentCredential",
+    "managed_identity": "ManagedIdentityCredential",
+    "azure_cli": "AzureCliCredential",
+    "client_secret": "ClientSecretCredential",
+    "client_certificate": "CertificateCredential",
+    "object": "(a credential object that cannot be rebuilt)",
+}
+
+
+@dataclass(frozen=True)
+class CredentialReference:
+    """How to obtain a credential, without the secret: what a saved context stores.
+
+    Build one with the class methods (``CredentialReference.client_secret(tenant, client,
+    secret_variable="MY_SP_SECRET")``) and pass it as ``connect_azure(credential=...)``.
+    ``kind="object"`` records a credential object given to ``connect_azure`` that has no
+    reference form (its secret lives only in memory); it cannot be rebuilt elsewhere.
+    ``token_cache`` names an azure-identity persistent token cache, used only where the operating
+    system can encrypt it.
+    """
+
+    kind: str = "default"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    secret_variable: str | None = None
+    certificate_path: str | None = None
+    password_variable: str | None = None
+    token_cache: str | None = None
+    type_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown credential kind {self.kind!r}: one of {', '.join(KINDS)}")
+
+    @classmethod
+    def default(cls, *, managed_identity_client_id: str | None = None) -> CredentialReference:
+        """``DefaultAzureCredential``: environment, workload or managed identity, CLI login..."""
+        return cls("default", client_id=managed_identity_client_id)
+
+    @classmethod
+    def environment(cls) -> CredentialReference:
+        """``EnvironmentCredential``: the ``AZURE_*`` variables of the process that needs it."""
+        return cls("environment")
+
+    @classmethod
+    def managed_identity(cls, client_id: str | None = None) -> CredentialReference:
+        return cls("managed_identity", client_id=client_id)
+
+    @classmethod
+    def azure_cli(cls, tenant_id: str | None = None) -> CredentialReference:
+        """The ``az login`` of the user running the process."""
+        return cls("azure_cli", tenant_id=tenant_id)
+
+    @classmethod
+    def client_secret(
+        cls,
+        tenant_id: str,
+        client_id: str,
+        *,
+        secret_variable: str = "AZURE_CLIENT_SECRET",
+        token_cache: str | None = None,
+    ) -> CredentialReference:
+        """A service principal whose secret is in the environment variable ``secret_variable``."""
+        return cls(
+            "client_secret",
+            tenant_id,
+            client_id,
+            secret_variable=secret_variable,
+            token_cache=token_cache,
+        )
+
+    @classmethod
+    def client_certificate(
+        cls,
+        tenant_id: str,
+        client_id: str,
+        certificate_path: str,
+        *,
+        password_variable: str | None = None,
+        token_cache: str | None = None,
+    ) -> CredentialReference:
+        """A service principal with a certificate file (its password, if any, in a variable)."""
+        return cls(
+            "client_certificate",
+            tenant_id,
+            client_id,
+            certificate_path=os.path.abspath(certificate_path),
+            password_variable=password_variable,
+            token_cache=token_cache,
+        )
+
+    @property
+    def rebuildable(self) -> bool:
+        """Whether another process can build the credential from this reference alone."""
+        return self.kind != "object"
+
+    def to_data(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> CredentialReference:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def build(self, authority: str | None = None) -> TokenCredential:
+        """The credential this reference names, built in this process from its environment."""
+        from azure import identity
+
+        host = {"authority": authority} if authority else {}
+        cache = _cache_options(self.token_cache)
+        if self.kind == "default":
+            client = {"managed_identity_client_id": self.client_id} if self.client_id else {}
+            return identity.DefaultAzureCredential(**host, **client)
+        if self.kind == "environment":
+            return identity.EnvironmentCredential(**host)
+        if self.kind == "managed_identity":
+            return identity.ManagedIdentityCredential(client_id=self.client_id)
+        if self.kind == "azure_cli":
+            return identity.AzureCliCredential(tenant_id=self.tenant_id or "")
+        if self.kind == "client_secret":
+            assert self.tenant_id and self.client_id and self.secret_variable
+            return identity.ClientSecretCredential(
+                self.tenant_id,
+                self.client_id,
+                _variable(self.secret_variable, "client secret"),
+                **host,
+                **cache,
+            )
+        if self.kind == "client_certificate":
+            assert self.tenant_id and self.client_id and self.certificate_path
+            password = (
+                _variable(self.password_variable, "certificate password")
+                if self.password_variable
+                else None
+            )
+            return identity.CertificateCredential(
+                self.tenant_id,
+                self.client_id,
+                self.certificate_path,
+                password=password,
+                **host,
+                **cache,
+            )
+        raise identity.CredentialUnavailableError(
+            f"the context's credential was a {self.type_name or 'credential object'} held in "
+            "memory by the process that connected; its secret was never saved, so it cannot be "
+            "rebuilt here: connect_azure() with it in this process, or connect with a "
+            "CredentialReference (e.g. CredentialReference.client_secret(..., secret_variable=...))"
+        )
+
+
+def _variable(name: str, what: str) -> str:
+    from azure.identity import CredentialUnavailableError
+
+    value = os.environ.get(name)
+    if not value:
+        raise CredentialUnavailableError(
+            f"the environment variable {name}, which should hold the {what}, is not set"
+        )
+    return value
+
+
+def _cache_options(name: str | None) -> dict[str, Any]:
+    if not name:
+        return {}
+    from azure.identity import TokenCachePersistenceOptions
+
+    # Never an unencrypted cache: without OS encryption the credential refuses, loudly.
+    return {
+        "cache_persistence_options": TokenCachePersistenceOptions(
+            name=name,
+            allow_unencrypted_storage=False,
+        )
+    }
+
+
+_KNOWN_TYPES = {
+    "DefaultAzureCredential": "default",
+    "EnvironmentCredential": "environment",
+    "ManagedIdentityCredential": "managed_identity",
+    "AzureCliCredential": "azure_cli",
+}
+
+
+def reference_of(credential: Any) -> CredentialReference:
+    """The reference a saved context keeps for a credential object given to ``connect_azure``.
+
+    Only the type and the non-secret ids are kept. Types whose reference rebuilds the same
+    credential from the environment (``DefaultAzureCredential``...) are rebuildable; anything else
+    (a ``ClientSecretCredential`` whose secret is only in memory, a custom class) is not.
+    """
+    if isinstance(credential, CredentialReference):
+        return credential
+    cls = type(credential)
+    from_identity = cls.__module__.split(".")[:2] == ["azure", "identity"]
+    kind = _KNOWN_TYPES.get(cls.__name__) if from_identity else None
+    tenant = getattr(credential, "_tenant_id", None)
+    client = getattr(credential, "_client_id", None)
+    return CredentialReference(
+        kind or "object",
+        tenant_id=tenant if isinstance(tenant, str) and tenant else None,
+        client_id=client if isinstance(client, str) and client and kind is None else None,
+        type_name=f"{cls.__module__}.{cls.__qualname__}",
+    )
+
+
+class SharedTokenCredential:
+    """The credential every client of one context uses: one token request per scope (and CAE
+    flag) and expiry, however many clients, threads or jobs ask at once.
+
+    ``source`` makes the real credential, on first need only: a worker served by brokered tokens
+    never builds one. Requests with ``claims`` or ``tenant_id`` (challenges) bypass the cache.
+    """
+
+    def __init__(
+        self,
+        source: Callable[[], TokenCredential],
+        tokens: Mapping[tuple[str, bool], AccessToken] | None = None,
+    ) -> None:
+        self._source = source
+        self._credential: TokenCredential | None = None
+        self._tokens: dict[tuple[str, bool], AccessToken] = dict(tokens or {})
+        self._lock = threading.Lock()
+        self.requests = 0  # how many tokens this process asked the real credential for
+
+    def credential(self) -> TokenCredential:
+        """The real credential behind the cache, built on first use."""
+        if self._credential is None:
+            self._credential = self._source()
+        return self._credential
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        if claims or tenant_id:
+            with self._lock:
+                self.requests += 1
+                credential = self.credential()
+            return credential.get_token(
+                *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
+            )
+        key = (" ".join(scopes), enable_cae)
+        # One lock across the fetch: concurrent askers wait for the one request in flight.
+        with self._lock:
+            token = self._tokens.get(key)
+            if token is None or token.expires_on - time.time() < REFRESH_MARGIN_S:
+                self.requests += 1
+                if enable_cae:
+                    kwargs["enable_cae"] = True
+                token = self.credential().get_token(*scopes, **kwargs)
+                self._tokens[key] = AccessToken(token.token, int(token.expires_on))
+            return token
+
+    def fresh_tokens(self, scope: str) -> dict[tuple[str, bool], AccessToken]:
+        """The cached tokens for ``scope`` that are not near expiry: what a job takes along."""
+        with self._lock:
+            return {
+                key: token
+                for key, token in self._tokens.items()
+                if key[0] == scope and token.expires_on - time.time() >= REFRESH_MARGIN_S
+            }
+
+    def close(self) -> None:
+        close = getattr(self._credential, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,133 @@
+"""Waiting on a long-running operation inside a job, as Azure PowerShell's ``-AsJob`` does.
+
+::
+
+    LROPoller (polling in its own thread)
+       │ continuation token ──► the job's resume_data (with the operation and the context's
+       │                         references), so resume_job can pick the wait up elsewhere
+       │ status() changes   ──► progress records while it runs:
+       │                         "begin_create_or_update vm1: InProgress"
+       ▼ done
+    poller.result() ──► the job's result: the finished model (or the SDK's exception)
+
+A stop ends this wait only: the operation itself goes on in Azure, as with Stop-Job on an
+Azure PowerShell job.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+from typing import Any
+
+from azure.core.polling import LROPoller
+
+from asjob.context import current_context
+from asjob.writer import JobWriter
+
+from .context import AzureContext
+from .operations import Operation, SdkMethod, class_path
+
+JOB_TYPE_NAME = "AzureLongRunningJob"
+RESUME_FORMAT = 1
+# How often the job looks at the poller's status for progress (a local read, no request). Not
+# more often: a hundred job threads waking ten times a second would fight over the GIL.
+STATUS_CHECK_S = 0.5
+
+
+def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
+    """Wait for ``poller`` in the job ``job_id``; return ``poller.result()``."""
+    operation: Operation | None = getattr(poller, "_asjob_operation", None)
+    fields: dict[str, Any] = {}
+    if operation is None:  # a function returned the poller: describe_call never saw it
+        operation = operation_of(poller)
+        fields["job_type_name"] = JOB_TYPE_NAME
+    if not poller.done():
+        data = resume_data(poller, operation)
+        if data is not None:
+            fields["resume_data"] = data
+    if fields and writer.store is not None:
+        writer.store.update(job_id, **fields)
+
+    done = threading.Event()
+    poller.add_done_callback(lambda _method: done.set())
+    reported: str | None = None
+
+    # Progress while the operation runs; its end is the job's own state (one store write less
+    # per job, which a hundred concurrent jobs feel).
+    while not done.wait(STATUS_CHECK_S if reported is not None else 0):
+        status = poller.status()
+        if status != reported:
+            reported = status
+            writer.write_progress(operation.activity, status)
+        if writer.stopping:
+            return None  # the wait ends; the operation goes on in Azure
+    return poller.result()
+
+
+def resume_data(poller: LROPoller[Any], operation: Operation) -> str | None:
+    """What ``resume_job`` needs to continue the wait: no secret (the continuation token holds
+    the initial request's method, URL and id header and the initial response's body and LRO
+    headers; the context is references only)."""
+    if operation.method is None:
+        return None
+    try:
+        context = current_context()
+        token = poller.continuation_token()
+    except Exception:  # no context, or a poller that cannot make a token
+        return None
+    if not isinstance(context, AzureContext):
+        return None
+    method = operation.method
+    return json.dumps(
+        {
+            "provider": "azure",
+            "format": RESUME_FORMAT,
+            "operation": {
+                "client": method.client_class,
+                "operations": method.operations_class,
+                "method": method.method,
+            },
+            "resource": operation.resource,
+            "continuation_token": token,
+            "context": context.to_data(),
+        }
+    )
+
+
+def operation_of(poller: LROPoller[Any]) -> Operation:
+    """What can be learnt of a poller a function returned: the generated SDK method that made
+    it (from its result callback, ``XOperations.begin_y.<locals>.get_long_running_output``) and
+    the resource (the last segment of the initial request's URL)."""
+    polling = poller.polling_method()
+    callback = getattr(polling, "_deserialization_callback", None)
+    qualname = str(getattr(callback, "__qualname__", "")).split(".<locals>.")[0]
+    module = str(getattr(callback, "__module__", ""))
+    method: SdkMethod | None = None
+    parts = qualname.split(".")
+    if len(parts) == 2 and ".operations" in module:
+        try:
+            group_class = getattr(importlib.import_module(module), parts[0])
+            client_class = _client_class_in(module.split(".operations")[0])
+            method = SdkMethod(class_path(client_class), class_path(group_class), parts[1])
+        except Exception:  # not a generated SDK method: no resume, still a wait
+            method = None
+    return Operation(method, _resource_of(polling))
+
+
+def _client_class_in(package: str) -> type[Any]:
+    module = importlib.import_module(package)
+    for name in getattr(module, "__all__", dir(module)):
+        found = getattr(module, name, None)
+        if isinstance(found, type) and name.endswith("Client"):
+            return found
+    raise LookupError(f"no client class in {package}")
+
+
+def _resource_of(polling: Any) -> str | None:
+    try:
+        url = str(polling._initial_response.http_response.request.url)
+    except AttributeError:
+        return None
+    return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or None

@@ -1,0 +1,240 @@
+"""Create many Azure VMs in parallel, each as a job: Azure PowerShell's ``New-AzVM -AsJob``.
+
+Run: python samples/provision_vms.py [--count 10]
+
+With no Azure subscription configured it starts a local ARM endpoint (the emulator, in its own
+process) and creates the VMs there, offline, in a few seconds. With ``AZURE_SUBSCRIPTION_ID`` set
+it creates real VMs, with ``DefaultAzureCredential``, in ``AZURE_RESOURCE_GROUP`` (which must
+exist) on the subnet ``AZURE_SUBNET_ID``, logging in with ``~/.ssh/id_rsa.pub`` (or
+``AZURE_SSH_PUBLIC_KEY``); delete them afterwards (``az group delete`` or ``begin_delete`` jobs).
+
+It prints live progress, the VMs each job received (the ``VirtualMachine`` the synchronous call
+returns) as a table, and the time taken against the time the same calls take one after another.
+The exit status is non-zero if any job failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from asjob.providers.azure import AzureContext, CredentialReference, connect_azure
+from azure.mgmt.compute import ComputeManagementClient
+
+import asjob
+
+EMULATOR_SUBSCRIPTION = "00000000-0000-0000-0000-00000000c0de"
+EMULATOR_OPERATION_SECONDS = 1.0
+
+
+@contextmanager
+def local_arm_endpoint() -> Iterator[str]:
+    """Start the local ARM emulator as a child process; yield its URL; stop it on the way out."""
+    emulator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "asjob.providers.azure.emulator",
+            "--port",
+            "0",
+            "--operation-seconds",
+            str(EMULATOR_OPERATION_SECONDS),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert emulator.stdout is not None
+        ready, _, _ = select.select([emulator.stdout], [], [], 30)
+        url = emulator.stdout.readline().strip() if ready else ""
+        if not url.startswith("http://"):
+            raise RuntimeError("the local ARM endpoint did not start")
+        yield url
+    finally:
+        emulator.terminate()
+        try:
+            emulator.wait(10)
+        except subprocess.TimeoutExpired:
+            emulator.kill()
+            emulator.wait()
+        if emulator.stdout is not None:
+            emulator.stdout.close()
+
+
+def emulator_context(url: str) -> AzureContext:
+    # The emulator issues tokens on the App Service managed-identity route.
+    os.environ["IDENTITY_ENDPOINT"] = f"{url}/msi/token"
+    os.environ["IDENTITY_HEADER"] = "local-emulator"
+    os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1"]))
+    # Not connect_azure: a context that is never made current is never autosaved over the
+    # user's real one.
+    return AzureContext(
+        subscription_id=EMULATOR_SUBSCRIPTION,
+        credential=CredentialReference.managed_identity(),
+        base_url=url,
+        polling_interval=0.25,
+    )
+
+
+def vm_parameters(name: str, location: str, offline: bool) -> dict[str, Any]:
+    key_file = Path(os.environ.get("AZURE_SSH_PUBLIC_KEY", "~/.ssh/id_rsa.pub")).expanduser()
+    key = "ssh-rsa AAAA...offline" if offline else key_file.read_text().strip()
+    subnet = (
+        "/subscriptions/x/resourceGroups/x/providers/Microsoft.Network/virtualNetworks/"
+        "x/subnets/default"
+        if offline
+        else os.environ["AZURE_SUBNET_ID"]
+    )
+    return {
+        "location": location,
+        "tags": {"created-by": "asjob-sample"},
+        "properties": {
+            "hardwareProfile": {"vmSize": "Standard_B1s"},
+            "storageProfile": {
+                "imageReference": {
+                    "publisher": "Canonical",
+                    "offer": "ubuntu-24_04-lts",
+                    "sku": "server",
+                    "version": "latest",
+                },
+                "osDisk": {"createOption": "FromImage", "deleteOption": "Delete"},
+            },
+            "osProfile": {
+                "computerName": name,
+                "adminUsername": "azureuser",
+                "linuxConfiguration": {
+                    "disablePasswordAuthentication": True,
+                    "ssh": {
+                        "publicKeys": [
+                            {"path": "/home/azureuser/.ssh/authorized_keys", "keyData": key}
+                        ]
+                    },
+                },
+            },
+            "networkProfile": {
+                "networkApiVersion": "2022-11-01",
+                "networkInterfaceConfigurations": [
+                    {
+                        "name": f"{name}-nic",
+                        "properties": {
+                            "primary": True,
+                            "deleteOption": "Delete",
+                            "ipConfigurations": [
+                                {"name": "ipconfig1", "properties": {"subnet": {"id": subnet}}}
+                            ],
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
+def show_progress(jobs: list[asjob.Job[Any]], started: float) -> None:
+    """One line per change of the jobs' states and statuses (in place on a terminal)."""
+    terminal = sys.stdout.isatty()
+    shown = ""
+    while True:
+        statuses: dict[str, int] = {}
+        for job in jobs:
+            progress = job.progress
+            if job.is_finished():
+                key = str(job.state)
+            else:  # the operation's own status, once the job has seen one
+                key = progress[-1].status if progress else "Starting"
+            statuses[key] = statuses.get(key, 0) + 1
+        line = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
+        if line != shown:
+            stamp = f"[{time.monotonic() - started:5.1f}s] {len(jobs)} jobs: {line}"
+            print(f"\r{stamp:<78}" if terminal else stamp, end="" if terminal else "\n", flush=True)
+            shown = line
+        if all(job.is_finished() for job in jobs):
+            break
+        asjob.wait_job(jobs, timeout=0.2)
+    if terminal:
+        print()
+
+
+def vm_table(vms: list[Any]) -> str:
+    rows = [("Name", "ProvisioningState", "Location", "VmSize", "VmId")]
+    for vm in vms:
+        size = vm.hardware_profile.vm_size if vm.hardware_profile else ""
+        size = getattr(size, "value", size)  # an SDK enum member prints as its class
+        rows.append((vm.name, vm.provisioning_state, vm.location, size, vm.vm_id))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        " ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    lines.insert(1, " ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def provision(context: AzureContext, count: int, group: str, location: str, offline: bool) -> int:
+    compute = context.client(ComputeManagementClient)
+    create = asjob.as_job(compute.virtual_machines.begin_create_or_update)
+    names = [f"asjob-vm{i:02d}" for i in range(1, count + 1)]
+
+    started = time.monotonic()
+    jobs = [create(group, name, vm_parameters(name, location, offline)) for name in names]
+    print(asjob.format_jobs(jobs[:3]) + ("\n..." if count > 3 else ""))
+    show_progress(jobs, started)
+    elapsed = time.monotonic() - started
+
+    vms, failed = [], []
+    for job in jobs:
+        try:
+            vms.append(job.receive())
+        except Exception as exc:  # report every failure, then exit non-zero
+            failed.append(f"{job.name}: {type(exc).__name__}: {exc}")
+    print()
+    print(vm_table(vms))
+    # One after another, each call would take as long as its own job did.
+    one_by_one = sum(
+        (job.end_time - job.begin_time).total_seconds()
+        for job in jobs
+        if job.end_time and job.begin_time
+    )
+    print(
+        f"\n{len(vms)} of {count} VMs in {elapsed:.1f}s as parallel jobs; "
+        f"one after another: ~{one_by_one:.1f}s (the sum of the jobs' own durations), "
+        f"{one_by_one / max(elapsed, 1e-9):.1f}x longer"
+    )
+    asjob.remove_job(jobs)
+    for line in failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10, help="how many VMs (default 10)")
+    args = parser.parse_args()
+    subscription = os.environ.get("AZURE_SUBSCRIPTION_ID")
+    if subscription:
+        context = connect_azure(subscription)  # DefaultAzureCredential, public Azure
+        group = os.environ["AZURE_RESOURCE_GROUP"]
+        location = os.environ.get("AZURE_LOCATION", "westus2")
+        print(f"Creating {args.count} VMs in subscription {subscription}, group {group}")
+        return provision(context, args.count, group, location, offline=False)
+    with local_arm_endpoint() as url:
+        print(
+            f"No AZURE_SUBSCRIPTION_ID: creating {args.count} VMs at the local ARM endpoint "
+            f"{url} (each operation takes {EMULATOR_OPERATION_SECONDS:g}s)"
+        )
+        return provision(
+            emulator_context(url), args.count, "rg-asjob-sample", "westus", offline=True
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Context persistence (save, import, autosave) with the Azure context, and where secrets go."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from asjob.providers.azure import AzureContext, CredentialReference, connect_azure
+from asjob.providers.azure.emulator import ArmEmulator
+from azure.identity import ClientSecretCredential, CredentialUnavailableError
+from azure.mgmt.compute import ComputeManagementClient
+
+import asjob
+from asjob import context as asjob_context
+from asjob.session import Session
+
+from . import azurefuncs as f
+
+IN_A_FRESH_PROCESS = """
+import json, asjob
+from tests.providers.azure import azurefuncs
+context = asjob.get_context()
+answer = {"context": None if context is None else context.to_data()}
+if context is not None:
+    answer["job"] = asjob.start_job(azurefuncs.subscription_of_context).receive(wait=True)
+print(json.dumps(answer))
+"""
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session: Session) -> Iterator[ArmEmulator]:
+    f.isolate_contexts(tmp_path, monkeypatch)
+    with f.emulator(operation_seconds=0.2) as emulator:
+        f.point_identity_at(emulator, monkeypatch)
+        yield emulator
+        session.close()
+
+
+def fresh_process() -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", IN_A_FRESH_PROCESS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    answer: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_save_and_import_keep_references_only(arm: ArmEmulator, tmp_path: Path) -> None:
+    reference = CredentialReference.client_secret(
+        "tenant-1", "client-1", secret_variable="MY_SP_SECRET"
+    )
+    context = connect_azure(
+        f.SUBSCRIPTION, credential=reference, base_url=arm.base_url, polling_interval=0.5
+    )
+    path = asjob.save_context(tmp_path / "saved" / "context.json")
+
+    assert mode(path) == 0o600 and mode(path.parent) == 0o700
+    assert [p.name for p in path.parent.iterdir()] == ["context.json"]  # no temporary left
+    saved = json.loads(path.read_text())
+    assert saved["provider"] == "azure"
+    assert saved["data"]["credential"] == {
+        "kind": "client_secret",
+        "tenant_id": "tenant-1",
+        "client_id": "client-1",
+        "secret_variable": "MY_SP_SECRET",
+    }
+
+    asjob.set_context(None)
+    imported = asjob.import_context(path)
+    assert isinstance(imported, AzureContext) and asjob.get_context() is imported
+    assert imported == context
+    assert imported.to_data() == context.to_data()
+
+
+def test_a_reference_builds_its_credential_from_the_named_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reference = CredentialReference.client_secret(
+        "tenant-1", "client-1", secret_variable="MY_SP_SECRET"
+    )
+    monkeypatch.delenv("MY_SP_SECRET", raising=False)
+    with pytest.raises(CredentialUnavailableError, match="MY_SP_SECRET"):
+        reference.build()
+    monkeypatch.setenv("MY_SP_SECRET", "from-the-environment")
+    assert isinstance(reference.build(), ClientSecretCredential)
+
+
+def test_only_a_context_can_be_saved(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="only an asjob Context"):
+        asjob.save_context(tmp_path / "c.json", context={"tenant": "t1"})
+
+
+def test_autosave_is_picked_up_by_a_fresh_process_and_its_jobs(arm: ArmEmulator) -> None:
+    connect_azure(f.SUBSCRIPTION, base_url=arm.base_url)
+    path = asjob.enable_context_autosave()
+    assert path == asjob_context.context_file() and mode(path) == 0o600
+    connect_azure("33333333-0000-0000-0000-000000000000", base_url=arm.base_url)
+
+    answer = fresh_process()
+    assert answer["context"] == {
+        "subscription_id": "33333333-0000-0000-0000-000000000000",
+        "credential": {"kind": "default"},
+        "cloud": "AzureCloud",
+        "base_url": arm.base_url,
+    }
+    assert answer["job"] == "33333333-0000-0000-0000-000000000000"
+
+    asjob.disable_context_autosave()
+    assert not path.exists()
+    assert fresh_process() == {"context": None}
+    assert asjob.get_context().subscription_id == "33333333-0000-0000-0000-000000000000"
+
+
+def _processes_of_job(pid: int) -> list[psutil.Process]:
+    worker = psutil.Process(pid)
+    return [worker, worker.parent()]  # the worker and the fork server it was forked from
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def test_a_secret_reaches_the_worker_only_in_memory(
+    arm: ArmEmulator,
+    session: Session,
+    tmp_path: Path,
+    store_path: Path,
+) -> None:
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    connect_azure(
+        f.SUBSCRIPTION,
+        credential=f.SecretCredential(arm.identity_endpoint, secret),
+        base_url=arm.base_url,
+        polling_interval=0.05,
+    )
+    autosaved = asjob.enable_context_autosave()
+    saved = asjob.save_context(tmp_path / "explicit.json")
+    compute = asjob.get_context().client(ComputeManagementClient)
+
+    job = asjob.start_job(f.credential_type_and_pid, 1.5)
+    vm_job = asjob.as_job(compute.virtual_machines.begin_create_or_update)(
+        f.GROUP, "vm-secret", f.body("vm-secret")
+    )
+    deadline = time.monotonic() + 10
+    while session.store.get_job(job.id).host_pid in (None, os.getpid()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    seen = b""
+    for process in _processes_of_job(session.store.get_job(job.id).host_pid or 0):
+        seen += _read(f"/proc/{process.pid}/environ") + _read(f"/proc/{process.pid}/cmdline")
+    credential_type, _ = job.receive(wait=True)
+    assert vm_job.receive(wait=True).name == "vm-secret"
+
+    # The secret-holding object reached the worker (through its private socket)...
+    assert credential_type == "SecretCredential"
+    # ...and nowhere else: not the worker's or fork server's environment or command line,
+    # not the store, not a context file.
+    files = [*store_path.parent.iterdir(), autosaved, saved]
+    assert any(p.name.endswith("-wal") or p.name.endswith(".db") for p in files)
+    for path in files:
+        assert secret.encode() not in _read(str(path)), path
+    assert secret.encode() not in seen
+    assert json.loads(saved.read_text())["data"]["credential"]["kind"] == "object"
+
+
+def test_an_in_memory_credential_cannot_be_rebuilt_from_a_file(
+    arm: ArmEmulator,
+    tmp_path: Path,
+) -> None:
+    connect_azure(
+        f.SUBSCRIPTION,
+        credential=f.SecretCredential(arm.identity_endpoint, "x"),
+        base_url=arm.base_url,
+    )
+    path = asjob.save_context(tmp_path / "c.json")
+    imported = asjob.import_context(path)
+    with pytest.raises(CredentialUnavailableError, match="held in memory"):
+        imported.token_credential.get_token(imported.arm_scope)
+
+
+def test_a_vm_password_is_not_in_the_recorded_continuation_token(
+    arm: ArmEmulator,
+    session: Session,
+) -> None:
+    password = "Pw-" + os.urandom(8).hex()
+    connect_azure(f.SUBSCRIPTION, base_url=arm.base_url, polling_interval=0.05)
+    parameters = f.body("vm-password")
+    parameters["properties"]["osProfile"] = {
+        "computerName": "vm-password",
+        "adminUsername": "azureuser",
+        "adminPassword": password,
+    }
+    job = asjob.start_job(f.create_vm_with, "vm-password", parameters)
+    assert job.receive(wait=True).os_profile.admin_username == "azureuser"
+
+    saved = json.loads(session.store.get_job(job.id).resume_data or "{}")
+    token = base64.b64decode(saved["continuation_token"])
+    assert b"azureuser" in token  # the first response's body is in the token...
+    assert password.encode() not in token  # ...but, as from ARM, never the password

@@ -1,0 +1,214 @@
+"""The real azure-mgmt-compute SDK run through asjob jobs against the local ARM endpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asjob.providers.azure import AzureContext, Retries, connect_azure
+from asjob.providers.azure.emulator import OPERATION_SECONDS_TAG, ArmEmulator
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.compute.models import VirtualMachine
+from tenacity import stop_after_attempt, wait_fixed
+
+import asjob
+from asjob.session import Session
+
+from . import azurefuncs as f
+
+
+@pytest.fixture
+def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session: Session) -> Iterator[ArmEmulator]:
+    f.isolate_contexts(tmp_path, monkeypatch)
+    with f.emulator() as emulator:
+        f.point_identity_at(emulator, monkeypatch)
+        yield emulator
+        session.close()  # no worker may outlive the endpoint it talks to
+
+
+def connect(arm: ArmEmulator, **options: Any) -> AzureContext:
+    options.setdefault("retries", Retries(wait=wait_fixed(0.05), stop=stop_after_attempt(30)))
+    return connect_azure(f.SUBSCRIPTION, base_url=arm.base_url, polling_interval=0.05, **options)
+
+
+def test_twenty_vms_in_parallel_from_worker_processes(arm: ArmEmulator) -> None:
+    compute = connect(arm).client(ComputeManagementClient)
+    create = asjob.as_job(compute.virtual_machines.begin_create_or_update)
+
+    started = time.monotonic()
+    jobs = [create(f.GROUP, f"vm{i:02d}", f.body(f"vm{i:02d}")) for i in range(20)]
+    vms = [job.receive(wait=True) for job in jobs]
+    elapsed = time.monotonic() - started
+
+    assert [type(vm) for vm in vms] == [VirtualMachine] * 20
+    assert [vm.name for vm in vms] == [f"vm{i:02d}" for i in range(20)]
+    assert {vm.provisioning_state for vm in vms} == {"Succeeded"}
+    assert elapsed < 0.3 * 20  # in parallel, not one after another
+    job = jobs[3]
+    assert job.job_type_name == "AzureLongRunningJob"
+    assert job.name == "Long Running Operation for 'begin_create_or_update' on resource 'vm03'"
+    assert str(job.state) == "Completed"
+    assert f.requests_of(arm, "PUT") == [201] * 20
+    assert arm.token_requests == 1  # 20 jobs, one token request: the caller brokers it
+
+
+def test_progress_and_the_continuation_token_are_recorded(
+    arm: ArmEmulator, session: Session
+) -> None:
+    compute = connect(arm).client(ComputeManagementClient)
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update)(
+        f.GROUP, "vm-progress", f.body("vm-progress")
+    )
+    assert job.wait(timeout=30)
+    assert [(p.activity, p.status) for p in job.progress] == [
+        ("begin_create_or_update vm-progress", "InProgress")
+    ]
+
+    saved = json.loads(session.store.get_job(job.id).resume_data or "")
+    assert saved["provider"] == "azure"
+    assert saved["operation"]["method"] == "begin_create_or_update"
+    assert saved["context"]["subscription_id"] == f.SUBSCRIPTION
+    assert saved["continuation_token"]
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_a_function_that_returns_a_poller_is_waited_for(arm: ArmEmulator, kind: str) -> None:
+    connect(arm)
+    job = asjob.start_job(f.create_vm, "vm-fn", kind=kind)
+    assert job.wait(timeout=30)
+    assert job.progress[-1].activity == "begin_create_or_update vm-fn"
+    vm = job.receive()
+
+    assert isinstance(vm, VirtualMachine) and vm.name == "vm-fn"
+    assert vm.provisioning_state == "Succeeded"
+    assert job.job_type_name == "AzureLongRunningJob"
+
+
+def test_thread_jobs_share_the_callers_token(arm: ArmEmulator) -> None:
+    compute = connect(arm).client(ComputeManagementClient)
+    create = asjob.as_job(compute.virtual_machines.begin_create_or_update, kind="thread")
+    jobs = [create(f.GROUP, f"vm-t{i}", f.body(f"vm-t{i}")) for i in range(5)]
+    assert [job.receive(wait=True).name for job in jobs] == [f"vm-t{i}" for i in range(5)]
+    assert arm.token_requests == 1
+
+
+def test_a_worker_does_not_ask_for_a_token_of_its_own(arm: ArmEmulator) -> None:
+    connect(arm)
+    jobs = [asjob.start_job(f.token_requests_in_worker) for _ in range(3)]
+    assert [job.receive(wait=True) for job in jobs] == [0, 0, 0]
+    assert arm.token_requests == 1
+
+
+def test_a_failed_operation_fails_the_job_with_the_sdk_error(arm: ArmEmulator) -> None:
+    arm.fail_operations_for("vm-doomed", "AllocationFailed", "No capacity in westus.")
+    compute = connect(arm).client(ComputeManagementClient)
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update)(
+        f.GROUP, "vm-doomed", f.body("vm-doomed")
+    )
+    with pytest.raises(HttpResponseError) as info:
+        job.receive(wait=True)
+
+    assert info.value.error.code == "AllocationFailed"
+    assert "No capacity in westus." in str(info.value)
+    assert str(job.state) == "Failed"
+    assert f.requests_of(arm, "PUT") == [201]  # a failed operation is not retried
+
+
+def test_a_409_fails_at_once_with_resource_exists_error(arm: ArmEmulator) -> None:
+    arm.inject_fault(
+        409, method="PUT", code="Conflict", message="Injected conflict.", retry_after=1
+    )  # azure-core alone would retry this; tenacity must not
+    compute = connect(arm).client(ComputeManagementClient)
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update)(
+        f.GROUP, "vm-409", f.body("vm-409")
+    )
+    with pytest.raises(ResourceExistsError) as info:
+        job.receive(wait=True)
+
+    assert info.value.error.code == "Conflict"
+    assert f.requests_of(arm, "PUT") == [409]  # not retried after its Retry-After either
+
+
+def test_a_500_storm_is_survived(arm: ArmEmulator) -> None:
+    arm.inject_fault(500, count=30)
+    compute = connect(arm).client(ComputeManagementClient)
+    create = asjob.as_job(compute.virtual_machines.begin_create_or_update)
+    jobs = [create(f.GROUP, f"vm-s{i}", f.body(f"vm-s{i}")) for i in range(8)]
+
+    assert [job.receive(wait=True).name for job in jobs] == [f"vm-s{i}" for i in range(8)]
+    assert arm.stats()["faults_served"] == 30
+    assert f.requests_of(arm, "PUT").count(201) == 8
+
+
+def test_a_429_storm_is_survived_honouring_retry_after(arm: ArmEmulator) -> None:
+    arm.inject_fault(429, count=12, retry_after=0.2)
+    compute = connect(arm).client(ComputeManagementClient)
+    create = asjob.as_job(compute.virtual_machines.begin_create_or_update)
+    jobs = [create(f.GROUP, f"vm-r{i}", f.body(f"vm-r{i}")) for i in range(8)]
+
+    assert [job.receive(wait=True).name for job in jobs] == [f"vm-r{i}" for i in range(8)]
+    assert arm.stats()["faults_served"] == 12
+
+
+def test_a_429_holds_back_the_other_jobs_of_the_session(arm: ArmEmulator) -> None:
+    arm.inject_fault(429, count=1, retry_after=1.0, method="PUT")
+    compute = connect(arm).client(ComputeManagementClient)
+    create = asjob.as_job(compute.virtual_machines.begin_create_or_update)
+    first = create(f.GROUP, "vm-first", f.body("vm-first"))
+    deadline = time.monotonic() + 10
+    while 429 not in f.requests_of(arm, "PUT") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    throttled_at = next(r["time"] for r in arm.requests() if r["status"] == 429)
+    time.sleep(0.2)  # the 429's hold is in the store by now
+    others = [create(f.GROUP, f"vm-held{i}", f.body(f"vm-held{i}")) for i in range(3)]
+
+    assert [job.receive(wait=True).name for job in [first, *others]] == [
+        "vm-first",
+        "vm-held0",
+        "vm-held1",
+        "vm-held2",
+    ]
+    held = [r["time"] for r in arm.requests() if r["method"] == "PUT" and r["status"] == 201]
+    assert len(held) == 4
+    # Other worker processes sent nothing to the subscription until the Retry-After had passed.
+    assert min(held) >= throttled_at + 0.95
+
+
+def test_stop_ends_the_wait_but_not_the_operation(arm: ArmEmulator) -> None:
+    compute = connect(arm).client(ComputeManagementClient)
+    parameters = f.body("vm-stopped", **{OPERATION_SECONDS_TAG: "1.0"})
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update)(
+        f.GROUP, "vm-stopped", parameters
+    )
+    deadline = time.monotonic() + 10
+    while 201 not in f.requests_of(arm, "PUT") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.stop()
+    assert str(job.state) == "Stopped"
+
+    time.sleep(1.1)
+    assert compute.virtual_machines.get(f.GROUP, "vm-stopped").provisioning_state == "Succeeded"
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_an_explicit_context_wins_and_later_changes_do_not_reach_a_started_job(
+    arm: ArmEmulator,
+    kind: str,
+) -> None:
+    connect(arm)
+    other = AzureContext(
+        subscription_id="11111111-0000-0000-0000-000000000000", base_url=arm.base_url
+    )
+    explicit = asjob.start_job(f.subscription_of_context, context=other, kind=kind)
+    started = asjob.start_job(f.subscription_after, 0.5, kind=kind)
+    connect_azure("22222222-0000-0000-0000-000000000000", base_url=arm.base_url)
+    late = asjob.start_job(f.subscription_of_context, kind=kind)
+
+    assert explicit.receive(wait=True) == "11111111-0000-0000-0000-000000000000"
+    assert started.receive(wait=True) == f.SUBSCRIPTION
+    assert late.receive(wait=True) == "22222222-0000-0000-0000-000000000000"

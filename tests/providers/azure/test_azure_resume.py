@@ -1,0 +1,144 @@
+"""Resuming an Azure long-running operation whose worker died, without starting it again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asjob.providers.azure import AzureContext, connect_azure
+from asjob.providers.azure.emulator import OPERATION_SECONDS_TAG, ArmEmulator
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.compute.models import VirtualMachine
+
+import asjob
+from asjob.session import Session
+
+from . import azurefuncs as f
+
+RESUME_IN_A_NEW_PROCESS = """
+import json, sys
+import asjob
+job = asjob.resume_job(int(sys.argv[1]))
+vm = job.receive(wait=True)
+print(json.dumps({"id": job.id, "name": job.name, "type": job.job_type_name,
+                  "state": str(job.state), "vm": vm.name, "vm_type": type(vm).__name__,
+                  "provisioning": vm.provisioning_state}))
+"""
+
+
+@pytest.fixture
+def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session: Session) -> Iterator[ArmEmulator]:
+    f.isolate_contexts(tmp_path, monkeypatch)
+    with f.emulator() as emulator:
+        f.point_identity_at(emulator, monkeypatch)
+        yield emulator
+        session.close()
+
+
+def connect(arm: ArmEmulator) -> AzureContext:
+    return connect_azure(f.SUBSCRIPTION, base_url=arm.base_url, polling_interval=0.05)
+
+
+def start_slow_create(
+    arm: ArmEmulator, name: str, seconds: float = 1.5, kind: str = "process"
+) -> asjob.Job[Any]:
+    compute = connect(arm).client(ComputeManagementClient)
+    parameters = f.body(name, **{OPERATION_SECONDS_TAG: str(seconds)})
+    return asjob.as_job(compute.virtual_machines.begin_create_or_update, kind=kind)(
+        f.GROUP, name, parameters
+    )
+
+
+def wait_for_resume_data(session: Session, job_id: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        data = session.store.get_job(job_id).resume_data
+        if data:
+            saved: dict[str, Any] = json.loads(data)
+            return saved
+        time.sleep(0.01)
+    raise AssertionError(f"job {job_id} recorded no resume data")
+
+
+def kill_worker(session: Session, job: asjob.Job[Any]) -> None:
+    pid = session.store.get_job(job.id).host_pid
+    assert pid is not None and pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    assert job.wait(timeout=10)
+    assert str(job.state) == "Failed"
+    assert isinstance(job.reason, asjob.WorkerLostError)
+
+
+def test_a_killed_worker_is_resumed_in_a_new_process_without_a_second_put(
+    arm: ArmEmulator,
+    session: Session,
+) -> None:
+    job = start_slow_create(arm, "vm-resumed")
+    wait_for_resume_data(session, job.id)
+    kill_worker(session, job)
+    assert f.requests_of(arm, "PUT") == [201]
+
+    done = subprocess.run(
+        [sys.executable, "-c", RESUME_IN_A_NEW_PROCESS, str(job.id)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    resumed = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert resumed["vm"] == "vm-resumed" and resumed["vm_type"] == "VirtualMachine"
+    assert resumed["provisioning"] == "Succeeded"
+    assert resumed["state"] == "Completed"
+    assert resumed["name"] == (
+        "Resume of Long Running Operation for 'begin_create_or_update' on resource 'vm-resumed'"
+    )
+    assert resumed["type"] == "AzureLongRunningJob"
+    assert resumed["id"] > job.id
+    assert f.requests_of(arm, "PUT") == [201]  # the operation was not started again
+    assert str(job.state) == "Failed"  # a finished job never changes state again
+
+
+def test_a_stopped_job_is_resumed_in_this_process(arm: ArmEmulator, session: Session) -> None:
+    job = start_slow_create(arm, "vm-stopped", seconds=1.0)
+    wait_for_resume_data(session, job.id)
+    job.stop()
+
+    resumed = asjob.resume_job(job.id)
+    vm = resumed.receive(wait=True)
+
+    assert isinstance(vm, VirtualMachine) and vm.name == "vm-stopped"
+    assert vm.provisioning_state == "Succeeded"
+    assert resumed.command == job.command
+    assert f.requests_of(arm, "PUT") == [201]
+    assert str(job.state) == "Stopped"
+
+
+def test_resume_refuses_a_running_job_whose_worker_is_alive(
+    arm: ArmEmulator,
+    session: Session,
+) -> None:
+    job = start_slow_create(arm, "vm-alive", seconds=1.0)
+    wait_for_resume_data(session, job.id)
+    with pytest.raises(asjob.InvalidJobStateError, match="alive"):
+        asjob.resume_job(job.id)
+    assert job.receive(wait=True).name == "vm-alive"
+    with pytest.raises(asjob.InvalidJobStateError, match="completed"):
+        asjob.resume_job(job)
+
+
+def test_resume_refuses_a_job_with_nothing_to_resume(arm: ArmEmulator) -> None:
+    connect(arm)
+    job = asjob.start_job(f.subscription_after, 5)
+    job.stop()
+    with pytest.raises(asjob.InvalidJobStateError, match="no work to resume"):
+        asjob.resume_job(job)
