@@ -33,8 +33,29 @@ def function_name(fn: Callable[..., Any]) -> str:
     return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
 
 
+_SHOWN = (str, int, float, bool, type(None))
+
+
+def _argument_text(value: Any) -> str:
+    # Only plain scalars are shown: a structure (a dict, an SDK model) may carry a password
+    # (a VM's osProfile.adminPassword), and the command is stored and printed.
+    if isinstance(value, _SHOWN):
+        return _repr.repr(value)
+    return f"<{type(value).__name__}>"
+
+
 def command_text(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """The call as text, as ``Get-Job`` shows a job's command: ``create_vm('vm1', size=2)``."""
+    """The call as text, as ``Get-Job`` shows a job's command: ``create_vm('vm1', size=2)``;
+    arguments other than plain scalars appear as their type, ``<VirtualMachine>``."""
     name = getattr(fn, "__name__", None) or function_name(fn)
-    parts = [_repr.repr(a) for a in args] + [f"{k}={_repr.repr(v)}" for k, v in kwargs.items()]
+    parts = [_argument_text(a) for a in args]
+    parts += [f"{k}={_argument_text(v)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"
+
+
+def map_command_text(fn: Callable[..., Any], items: list[Any]) -> str:
+    """A fan-out's command: ``create_vm.map(['vm1', 'vm2', 'vm3', …])``."""
+    name = getattr(fn, "__name__", None) or function_name(fn)
+    shown = ", ".join(_argument_text(item) for item in items[:3])
+    more = ", …" if len(items) > 3 else ""
+    return f"{name}.map([{shown}{more}])"

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from .call import Call, command_text
+from .call import Call, map_command_text
 from .context import resolve_context
 from .job import Job
 from .launching import commit, prepare
@@ -88,7 +88,7 @@ class AsJobFunction(Generic[P, T]):
         template = prepared[0] if prepared else None
         parent = session.store.create_job(NewJob(
             name=self.job_name or "",
-            command=command_text(self.__wrapped__, (values,), {}).replace("(", ".map(", 1),
+            command=map_command_text(self.__wrapped__, values),
             job_type_name=template.job_type_name if template else "BackgroundJob",
             kind=template.kind.name if template else "process",
             session_id=session.id, output_mode=CHILDREN, detached=self.detach,

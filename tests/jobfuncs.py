@@ -214,3 +214,7 @@ class Greeter:
     @as_job(kind="thread")
     def whisper(self, name: str) -> str:
         return f"{self.greeting} {name}".lower()
+
+
+def consume(*args: Any, **kwargs: Any) -> None:
+    """Takes anything, returns nothing (so nothing it was given is stored as a result)."""

@@ -61,6 +61,7 @@ def test_map_fans_out_into_child_jobs(kind: str) -> None:
     assert len(children) == 3
     assert all(isinstance(c, asjob.Job) and c.is_child for c in children)
     assert [c.command for c in children] == ["maybe_fail(3)", "maybe_fail(1)", "maybe_fail(2)"]
+    assert parent.command == "maybe_fail.map([3, 1, 2])"
     assert parent.receive(wait=True) == [30, 10, 20]
     assert parent.state is JobState.Completed
     assert all(c.state is JobState.Completed for c in children)

@@ -244,6 +244,16 @@ def test_job_identity(kind: str) -> None:
     asjob.wait_job([job, other, named])
 
 
+def test_the_command_shows_scalars_and_hides_structures(kind: str, store_path: Path) -> None:
+    secret = "hunter2-do-not-store"
+    job = asjob.start_job(f.consume, "vm1", 3, {"adminPassword": secret}, kind=kind,
+                          profile=f.Greeter(secret))
+    asjob.wait_job(job)
+    assert job.command == "consume('vm1', 3, <dict>, profile=<Greeter>)"
+    for path in store_path.parent.iterdir():
+        assert secret.encode() not in path.read_bytes(), path
+
+
 def test_ids_are_never_reused(kind: str) -> None:
     job = asjob.start_job(f.noop, kind=kind)
     asjob.wait_job(job)
