@@ -105,7 +105,10 @@ class AsJobFunction(Generic[P, T]):
 
 
 @overload
-def as_job(fn: Callable[P, T], /) -> AsJobFunction[P, T]: ...
+def as_job(fn: Callable[P, T], /, *, name: str | None = None, kind: Any = "process",
+           context: Any = None, throttle_limit: int | None = None, detach: bool = False,
+           working_directory: str | os.PathLike[str] | None = None,
+           ) -> AsJobFunction[P, T]: ...
 
 
 @overload

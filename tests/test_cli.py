@@ -349,9 +349,6 @@ def test_bad_input_gives_one_line_and_exit_3(cli: Cli) -> None:
 
 
 def test_resume_refuses_what_it_cannot_resume_in_one_line(cli: Cli) -> None:
-    if not hasattr(asjob, "resume_job"):
-        _one_line_error(cli("resume", "1"), "resume is provided by asjob.providers.azure")
-        return
     _one_line_error(cli("resume", "999"), "no job with id 999")
     job_id = cli.start(f"{FN}:add", "1", "2")
     assert cli("wait", str(job_id)).returncode == 0

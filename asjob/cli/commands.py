@@ -248,7 +248,4 @@ def resume(job_id: int) -> None:
 
     The wait continues in a new detached job, whose id is printed.
     """
-    resume_job = getattr(asjob, "resume_job", None)
-    if resume_job is None:
-        raise BadInput("resume is provided by asjob.providers.azure")
-    click.echo(resume_job(job_id, detach=True).id)
+    click.echo(asjob.resume_job(job_id, detach=True).id)
