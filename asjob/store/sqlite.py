@@ -4,8 +4,9 @@ WAL mode lets readers run while a writer commits; every write is one short ``BEG
 transaction (taking the write lock up front, so two writers never deadlock upgrading a read
 lock). Writers queue rather than fail with "database is locked": threads of one process take a
 lock of their own first, and processes retry with short randomised pauses. (SQLite's own busy
-handler backs off to 100 ms sleeps, which starves writers when a hundred jobs finish at once.) Each thread and each process (after a fork) opens its own connection:
-SQLite connections must not cross either boundary. The file and its directory are created
+handler backs off to 100 ms sleeps, which starves writers when a hundred jobs finish at once.)
+Each thread and each process (after a fork) opens its own connection: SQLite connections must
+not cross either boundary. The file and its directory are created
 owner-only before SQLite touches them; SQLite gives its -wal and -shm files the same mode.
 """
 
