@@ -8,6 +8,7 @@ of a function's owner or of a returned object by that package name, and only the
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Mapping
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,17 +43,32 @@ class Provider(Protocol):
         provider picks); raise ``ValueError`` if it cannot be continued."""
 
 
-@functools.cache
+# functools.cache does not stop a hundred jobs ending at once from each reading every installed
+# distribution's metadata: the lock makes the first reader do it for all.
+_lookup_lock = threading.RLock()
+
+
 def provider_packages() -> frozenset[str]:
     """Names of the packages some installed provider knows (read once per process)."""
+    with _lookup_lock:
+        return _read_provider_packages()
+
+
+@functools.cache
+def _read_provider_packages() -> frozenset[str]:
     return frozenset(e.name for e in metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
-@functools.cache
 def provider_named(package: str) -> Provider | None:
     """The provider registered under ``package`` (``ImportError`` if its SDK is missing)."""
     if package not in provider_packages():
         return None
+    with _lookup_lock:
+        return _load_provider(package)
+
+
+@functools.cache
+def _load_provider(package: str) -> Provider | None:
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == package:
             factory = entry.load()
