@@ -16,7 +16,7 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from .errors import BackendUnavailableError, InvalidJobStateError
+from .errors import AsJobError, BackendUnavailableError, InvalidJobStateError
 from .store import Store, open_store
 from .store.base import JobRecord
 from .throttle import Throttle
@@ -31,6 +31,9 @@ KINDS: dict[str, tuple[str, str, str | None]] = {
     "thread": ("asjob.kinds.thread", "ThreadKind", None),
     "dask": ("asjob.kinds.dask", "DaskKind", "dask"),
 }
+# Kinds whose detached jobs keep their outcome where they run (a cluster) until a session
+# collects it: a session that did not start one adopts it (see Session.is_live).
+REMOTE_KINDS = frozenset({"dask"})
 
 
 class Session:
@@ -46,6 +49,7 @@ class Session:
         self._throttles: weakref.WeakKeyDictionary[Any, Throttle] = weakref.WeakKeyDictionary()
         self._throttle_of: dict[int, Throttle] = {}
         self._handles: weakref.WeakValueDictionary[int, Job[Any]] = weakref.WeakValueDictionary()
+        self._remote: dict[int, str] = {}  # detached jobs of remote kinds: id -> kind name
         self._closed = False
 
     def __repr__(self) -> str:
@@ -73,13 +77,37 @@ class Session:
             return kind
 
     def add_kind(self, kind: Kind) -> Kind:
-        """Use a kind instance under its name (a kind object passed as ``kind=``)."""
+        """Use a kind instance under its name (a kind object passed as ``kind=``).
+
+        A kind object with a ``bind(session)`` method only names where jobs run (``DaskKind(
+        address)``): it is bound to this session's own instance of its kind, which is the one
+        consulted for stops and liveness.
+        """
+        bind = getattr(kind, "bind", None)
+        if callable(bind):
+            bound: Kind = bind(self)
+            return bound
         with self._kinds_lock:
             return self._kinds.setdefault(kind.name, kind)
 
     def is_live(self, job_id: int) -> bool:
-        """Whether this session runs the job (and will be told when it ends)."""
-        return any(kind.is_live(job_id) for kind in list(self._kinds.values()))
+        """Whether this session runs or watches the job (and will be told when it ends).
+
+        A detached job of a remote kind that this session did not start is adopted here: its
+        kind starts watching it (if no live process does), so its end is learned from the
+        cluster it runs on.
+        """
+        if any(kind.is_live(job_id) for kind in list(self._kinds.values())):
+            return True
+        remote = self._remote.get(job_id)
+        if remote is None:
+            return False
+        try:
+            kind = self.kind(remote)
+        except AsJobError:
+            return False  # e.g. this process lacks the kind's packages: the store is all it has
+        adopt = getattr(kind, "adopt", None)
+        return bool(adopt(job_id)) if callable(adopt) else False
 
     # -- job ends ----------------------------------------------------------------------------
 
@@ -130,6 +158,8 @@ class Session:
         if job is None:
             job = Job(self, record)
             self._handles[record.id] = job
+            if record.kind in REMOTE_KINDS and record.detached and not record.finished:
+                self._remote[record.id] = record.kind
         return job
 
     def forget(self, job_ids: list[int]) -> None:
@@ -137,6 +167,7 @@ class Session:
             self.live_outputs.pop(key, None)
         for job_id in job_ids:
             self._handles.pop(job_id, None)
+            self._remote.pop(job_id, None)
 
     def has_detached_running(self) -> bool:
         return any(

@@ -1,0 +1,328 @@
+"""The ``dask`` kind's work for one session: connections, the jobs it watches, their ends.
+
+::
+
+    launch ── Running (location: the scheduler) ── submit ── watch   (detached: + own queue,
+                                                                       task published by name)
+    inbox thread ── on_batch ── watch.offer ── store     (location becomes the worker's)
+    result thread ── on_done ── interim batches applied? ── settle: one compare-and-set
+                                 ── session.job_finished ── clean up on the cluster
+    stop ── Client.run(kill_job) where it runs (every worker if it has not begun)
+           ── cancel the task if it ran nowhere ── wait for its end
+    adopt ── a detached job whose starter is gone: fetch its published task, watch it
+
+A job's record says which scheduler it went to (:mod:`.routing`), so any process sharing the
+store can stop it or, once its starter has exited, collect a detached job's result.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psutil
+from distributed import Future
+from distributed.client import FutureCancelledError
+from distributed.scheduler import KilledWorker
+
+from ...errors import AsJobError, BackendUnavailableError, InvalidJobStateError, WorkerLostError
+from ...failures import encode_failure
+from ...states import JobState, transition
+from ...store.base import JobRecord
+from ...worker import dask_protocol as p
+from ..base import LaunchOptions
+from ..process import process_gone
+from . import routing
+from .cluster import Cluster
+from .outcome import settle, settle_cancelled, settle_failure
+from .watch import JobWatch
+
+if TYPE_CHECKING:
+    from ...session import Session
+
+STOP_WAIT_S = 5.0
+SETTLE_WAIT_S = 5.0
+ADOPT_RETRY_S = 5.0
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    address: str
+    payload: bytes
+    log_levels: dict[str, int]
+
+
+def _close_session(ref: weakref.ref[Session]) -> None:
+    session = ref()
+    if session is not None:
+        session.close()
+
+
+class DaskBackend:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._clusters: dict[str, Cluster] = {}
+        self._watches: dict[int, JobWatch] = {}
+        self._by_instance: dict[str, JobWatch] = {}
+        self._by_key: dict[str, JobWatch] = {}
+        self._lock = threading.Lock()
+        self._connecting = threading.Lock()
+        self._adopt_failed: dict[int, float] = {}
+        self._closed = False
+        self._starter = (os.getpid(), psutil.Process().create_time())
+        # Registered after distributed's own exit hooks, so it runs before them: the session
+        # stops its jobs while its clients still work.
+        atexit.register(_close_session, weakref.ref(session))
+
+    # -- connections -------------------------------------------------------------------------
+
+    def cluster(self, address: str) -> Cluster:
+        with self._connecting:
+            if self._closed:
+                raise InvalidJobStateError("this session has ended: it cannot start jobs")
+            cluster = self._clusters.get(address)
+            if cluster is None:
+                try:
+                    cluster = Cluster(address, self._on_batch, self._on_done)
+                except Exception as exc:
+                    raise BackendUnavailableError(
+                        f"cannot reach the Dask scheduler at {address}: {exc}"
+                    ) from None
+                self._clusters[address] = cluster
+            return cluster
+
+    # -- starting ----------------------------------------------------------------------------
+
+    def launch(self, record: JobRecord, prepared: PreparedCall, options: LaunchOptions) -> None:
+        cluster = self.cluster(prepared.address)
+        store = self._session.store
+        instance = record.instance_id.hex
+        queue = cluster.open_queue(p.job_queue_name(instance)) if options.detached else None
+        watch = JobWatch(
+            store,
+            record.id,
+            instance,
+            cluster.address,
+            queue=queue,
+            queue_refs=1 if queue is not None else 0,
+        )
+        spec = p.dumps(
+            p.RemoteCall(
+                job_id=record.id,
+                instance=instance,
+                payload=prepared.payload,
+                working_directory=options.working_directory,
+                log_levels=prepared.log_levels,
+                channel=queue.name if queue is not None else cluster.inbox.name,
+                claim=p.claim_name(instance),
+            )
+        )
+        self._register(watch)
+        # A detached job has no local host to outlive: no process here settles it as orphaned.
+        host: dict[str, Any] = (
+            {"host_pid": None} if options.detached else {"host_started": self._starter[1]}
+        )
+        try:
+            if not transition(
+                store,
+                record.id,
+                JobState.Running,
+                location=cluster.address,
+                resume_data=routing.routing(cluster.address, self._starter),
+                **host,
+            ):
+                self._end(watch)  # stopped while it waited for a throttle slot
+                return
+            watch.future = cluster.submit(spec, p.task_key(instance))
+            if queue is not None:
+                cluster.client.publish_dataset(watch.future, name=p.job_queue_name(instance))
+                cluster.poll(queue.name, watch.drain)
+        except BaseException:
+            self._forget(watch)
+            if watch.future is not None:
+                cluster.cancel(watch.future)  # the job fails here: it must not run there
+            raise
+
+    def _register(self, watch: JobWatch) -> bool:
+        """Watch ``watch``'s job; ``False`` if this session watches it already."""
+        with self._lock:
+            if watch.job_id in self._watches:
+                return False
+            self._watches[watch.job_id] = watch
+            self._by_instance[watch.instance] = watch
+            self._by_key[p.task_key(watch.instance)] = watch
+            return True
+
+    def _forget(self, watch: JobWatch) -> None:
+        with self._lock:
+            self._watches.pop(watch.job_id, None)
+            self._by_instance.pop(watch.instance, None)
+            self._by_key.pop(p.task_key(watch.instance), None)
+
+    # -- what the cluster's threads report ---------------------------------------------------
+
+    def _on_batch(self, instance: str, seq: int, messages: list[p.Message]) -> None:
+        watch = self._by_instance.get(instance)
+        if watch is not None:
+            watch.offer(seq, messages)
+
+    def _on_done(self, future: Any, result: Any) -> None:
+        watch = self._by_key.get(str(future.key))
+        if watch is None or watch.done.is_set():
+            return
+        store = self._session.store
+        if future.status == "finished":
+            sent, messages = p.decode_result(result)
+            watch.note_claim(messages)
+            watch.wait_applied(sent, SETTLE_WAIT_S)
+            settle(store, watch.job_id, messages, watch.scheduler)
+        elif future.status == "cancelled" or isinstance(result, FutureCancelledError):
+            settle_cancelled(store, watch.job_id)
+        else:
+            error = result[1] if isinstance(result, tuple) else result
+            settle_failure(store, watch.job_id, encode_failure(self._task_failure(watch, error)))
+        self._end(watch)
+
+    @staticmethod
+    def _task_failure(watch: JobWatch, error: BaseException) -> BaseException:
+        if isinstance(error, KilledWorker):
+            return WorkerLostError(
+                f"job {watch.job_id}: Dask gave up on its task after losing the workers that "
+                f"ran it ({error})",
+                watch.job_id,
+            )
+        return error  # e.g. asjob cannot be imported on the worker: the job says so
+
+    def _end(self, watch: JobWatch) -> None:
+        """The job has been settled: tell the session, then tidy up on the cluster."""
+        self._forget(watch)
+        watch.done.set()
+        self._session.job_finished(watch.job_id)
+        cluster = self._clusters.get(watch.scheduler)
+        if cluster is None:
+            return
+        try:
+            if watch.claim is not None:
+                cluster.release_claim(watch.claim)
+            if watch.queue is not None:
+                cluster.poll(watch.queue.name, None)
+                cluster.client.unpublish_dataset(p.job_queue_name(watch.instance))
+                for _ in range(watch.queue_refs):
+                    watch.queue.close()
+        except Exception:  # leftovers on a cluster that went away
+            pass
+        watch.future = None
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def stop(self, record: JobRecord) -> None:
+        with self._lock:
+            watch = self._watches.get(record.id)
+        if watch is not None:
+            address = watch.scheduler
+        else:
+            info = routing.read(record.resume_data)
+            if info is None:
+                return
+            address = info["scheduler"]
+        try:
+            cluster = self.cluster(address)
+        except AsJobError:
+            return
+        instance = record.instance_id.hex
+        # Until a worker reports the job began, its location is the scheduler: ask everyone.
+        workers = None if record.location == cluster.address else [record.location]
+        try:
+            killed = cluster.kill(instance, workers)
+        except Exception:  # its worker is gone: nothing runs there
+            killed = False
+        if not killed:
+            future = watch.future if watch is not None else None
+            if future is None and watch is None:
+                future = Future(p.task_key(instance), cluster.client)
+            if future is not None and not future.done():
+                cluster.cancel(future)
+        if watch is not None:
+            watch.done.wait(STOP_WAIT_S)
+
+    # -- other processes' jobs ---------------------------------------------------------------
+
+    def is_live(self, job_id: int) -> bool:
+        return job_id in self._watches
+
+    def adopt(self, job_id: int) -> bool:
+        """Watch a detached job whose starter has exited, to collect its end from the cluster.
+
+        Returns whether this session now watches the job.
+        """
+        store = self._session.store
+        try:
+            record = store.get_job(job_id)
+        except AsJobError:
+            return False
+        info = routing.read(record.resume_data)
+        if record.finished or not record.detached or info is None or self._closed:
+            return False
+        if job_id in self._watches:
+            return True
+        if self._starter_alive(info) or (
+            time.monotonic() - self._adopt_failed.get(job_id, -ADOPT_RETRY_S) < ADOPT_RETRY_S
+        ):
+            return False
+        instance = record.instance_id.hex
+        name = p.job_queue_name(instance)
+        try:
+            cluster = self.cluster(info["scheduler"])
+            future = cluster.client.get_dataset(name, default=None)
+        except Exception:  # unreachable now: the job stays as the store has it
+            self._adopt_failed[job_id] = time.monotonic()
+            return False
+        if future is None:
+            self._lost_on_cluster(record, cluster.address)
+            return False
+        watch = JobWatch(
+            store, job_id, instance, cluster.address, queue=cluster.open_queue(name), queue_refs=2
+        )
+        watch.future = future
+        if not self._register(watch):  # another thread adopted it meanwhile
+            watch.queue.close()
+            return True
+        cluster.track(future)
+        cluster.poll(name, watch.drain)
+        return True
+
+    def _starter_alive(self, info: dict[str, Any]) -> bool:
+        starter = info.get("starter") or [None, None]
+        pid, created = starter[0], starter[1]
+        if pid is None or pid == os.getpid():
+            return False  # this process: its starting session has ended
+        return not process_gone(int(pid), created)
+
+    def _lost_on_cluster(self, record: JobRecord, address: str) -> None:
+        if self._session.store.get_job(record.id).finished:
+            return  # another process collected it meanwhile
+        lost = WorkerLostError(
+            f"job {record.id}: the Dask scheduler at {address} no longer holds it "
+            "(was the cluster restarted?)",
+            record.id,
+        )
+        transition(self._session.store, record.id, JobState.Failed, reason=encode_failure(lost))
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._connecting:
+            self._closed = True
+            clusters = list(self._clusters.values())
+            self._clusters.clear()
+        with self._lock:
+            self._watches.clear()
+            self._by_instance.clear()
+            self._by_key.clear()
+        for cluster in clusters:
+            cluster.close()

@@ -1,0 +1,209 @@
+"""A session's connection to one Dask scheduler, and the two threads that listen on it.
+
+::
+
+    Client ──submit(run_job)──► cluster ──task result──► as_completed ──► result thread ─► on_done
+      ▲                            │ interim batches
+      │                            ▼
+      └── inbox (a Dask Queue, one per connection) ──► inbox thread ─► on_batch
+          detached jobs' own queues, polled while any are watched ─┘
+
+Both threads run the session's callbacks, which write the store. Neither relies on Dask's
+callback executor: it refuses work once the interpreter starts exiting, which is exactly when
+the session stops its jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import distributed
+
+from ...worker.dask_protocol import decode_batch
+from ...worker.dask_runner import kill_job, run_job
+
+log = logging.getLogger("asjob.kinds.dask")
+# distributed is typed only in part (Queue and as_completed are not): its objects are
+# handled as Any here, behind this module's typed methods.
+_dd: Any = distributed
+
+CONNECT_TIMEOUT_S = 10.0
+POLL_S = 0.05
+RETRY_S = 0.5
+CLOSE_WAIT_S = 2.0
+_WAKE = b""  # put in the inbox to wake its thread; never a batch
+
+OnBatch = Callable[[str, int, list[tuple[Any, ...]]], None]
+OnDone = Callable[[Any, Any], None]
+Poll = Callable[[], None]
+
+
+class Cluster:
+    """A client on the scheduler at ``address``, its inbox, and the threads listening on them."""
+
+    def __init__(self, address: str, on_batch: OnBatch, on_done: OnDone) -> None:
+        self.address = address
+        self._on_batch = on_batch
+        self._on_done = on_done
+        self.client: Any = _dd.Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
+        try:
+            self.inbox: Any = _dd.Queue(f"asjob-inbox-{uuid.uuid4().hex}", client=self.client)
+        except BaseException:
+            self.client.close()
+            raise
+        self._completed: Any = _dd.as_completed(
+            loop=self.client.loop, with_results=True, raise_errors=False
+        )
+        self._more = threading.Event()
+        self._polls: dict[str, Poll] = {}
+        self._releasing: set[concurrent.futures.Future[None]] = set()
+        self._lock = threading.Lock()
+        self._closing = False
+        self._threads = [
+            threading.Thread(target=self._listen, name="asjob-dask-inbox", daemon=True),
+            threading.Thread(target=self._collect, name="asjob-dask-results", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __repr__(self) -> str:
+        return f"<Cluster {self.address}>"
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def submit(self, spec: bytes, key: str) -> Any:
+        # retries=0: a job's failure is its outcome; a worker's death is caught by the claim.
+        future = self.client.submit(run_job, spec, key=key, pure=False, retries=0)
+        self._completed.add(future)
+        self._more.set()
+        return future
+
+    def track(self, future: Any) -> None:
+        """Report ``future``'s end through ``on_done`` (a detached job this session adopts)."""
+        self._completed.add(future)
+        self._more.set()
+
+    def open_queue(self, name: str) -> Any:
+        return _dd.Queue(name, client=self.client)
+
+    def poll(self, name: str, poll: Poll | None) -> None:
+        """Call ``poll`` every POLL_S from the inbox thread (a detached job's queue); ``None``
+        stops it."""
+        with self._lock:
+            if poll is None:
+                self._polls.pop(name, None)
+                return
+            self._polls[name] = poll
+        self._wake()
+
+    def kill(self, instance: str, workers: list[str] | None) -> bool:
+        """Kill the job's process where it runs; whether it was running anywhere."""
+        killed = self.client.run(kill_job, instance, workers=workers, on_error="ignore")
+        return any(killed.values())
+
+    def cancel(self, future: Any) -> None:
+        self.client.cancel([future], force=True)
+
+    def release_claim(self, lock_id: str) -> None:
+        """Release a job's claim (a MultiLock its runner took) once the job has been settled.
+
+        Sent without waiting for the reply: nothing waits on it, and the result thread has
+        other jobs to settle (``close`` waits for the replies still due).
+        """
+        scheduler = self.client.scheduler
+
+        async def release() -> None:
+            with contextlib.suppress(Exception):  # a claim left held only stops a re-run
+                await scheduler.multi_lock_release(id=lock_id)
+
+        sent = asyncio.run_coroutine_threadsafe(release(), self.client.loop.asyncio_loop)
+        with self._lock:
+            self._releasing.add(sent)
+        sent.add_done_callback(self._released)
+
+    def _released(self, sent: concurrent.futures.Future[None]) -> None:
+        with self._lock:
+            self._releasing.discard(sent)
+
+    # -- the threads -------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        while not self._closing:
+            try:
+                with self._lock:
+                    polls = list(self._polls.values())
+                if polls:
+                    self._deliver(self.inbox.get(batch=True))
+                    for poll in polls:
+                        poll()
+                    time.sleep(POLL_S)
+                else:
+                    first = self.inbox.get()  # blocks until a batch or a wake-up
+                    self._deliver([first, *self.inbox.get(batch=True)])
+            except Exception:
+                if self._closing:
+                    return
+                log.debug("the inbox of %s failed; retrying", self.address, exc_info=True)
+                time.sleep(RETRY_S)
+
+    def _deliver(self, items: list[bytes]) -> None:
+        for data in items:
+            if data == _WAKE:
+                continue
+            instance, seq, messages = decode_batch(data)
+            self._on_batch(instance, seq, messages)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(Exception):
+            self.inbox.put(_WAKE)
+
+    def _collect(self) -> None:
+        while True:
+            self._more.clear()
+            if self._closing:
+                return
+            if self._completed.is_empty():
+                self._more.wait()
+                continue
+            try:
+                future, result = next(self._completed)
+            except StopIteration:
+                continue
+            if self._closing:
+                continue
+            try:
+                self._on_done(future, result)
+            except Exception:  # one job's trouble must not end the thread serving all
+                log.exception("settling the Dask task %s failed", future.key)
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop listening and disconnect. Detached jobs go on: their tasks are published."""
+        self._closing = True
+        # A scheduler that has gone away (its cluster was shut down first) gets no requests:
+        # each would wait out the connection timeout.
+        connected = self.client.status == "running"
+        if connected:
+            self._wake()
+        self._more.set()
+        self._threads[0].join(timeout=CLOSE_WAIT_S)
+        if connected:
+            with self._lock:
+                releasing = list(self._releasing)
+            concurrent.futures.wait(releasing, timeout=CLOSE_WAIT_S)
+            with contextlib.suppress(Exception):
+                self.inbox.close()
+        if connected:
+            with contextlib.suppress(Exception):
+                self.client.close(timeout=CLOSE_WAIT_S)
+        self._more.set()
+        self._threads[1].join(timeout=CLOSE_WAIT_S)

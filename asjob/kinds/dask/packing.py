@@ -1,0 +1,45 @@
+"""What travels to a Dask worker with a call: the call itself, and the caller's log levels.
+
+Functions travel by reference, as for the ``process`` kind (the workers import them), except
+what lives in the caller's ``__main__``: a remote worker has no copy of the caller's script, so
+those travel by value with cloudpickle, as Dask sends them. What cannot travel either way fails
+here, at the call, with the ``TypeError`` naming the culprit.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+
+import cloudpickle
+
+from ...call import Call, function_name
+from ...worker.payload import dumps_call
+
+
+def pack_call(call: Call) -> bytes:
+    try:
+        payload = dumps_call(call)
+    except TypeError as exc:
+        refused: TypeError | None = exc  # perhaps only for being in __main__: try by value
+    else:
+        # A pickle that names __main__ would look the name up in the worker's own __main__.
+        if b"__main__" not in payload:
+            return payload
+        refused = None
+    try:
+        by_value: bytes = cloudpickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+        return by_value
+    except Exception as exc:
+        if refused is not None:
+            raise refused from None
+        raise TypeError(f"cannot send {function_name(call.fn)} to a Dask worker: {exc}") from exc
+
+
+def log_levels() -> dict[str, int]:
+    """The caller's logger levels, so a job logs what the caller would see."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
