@@ -55,13 +55,15 @@ def resume_job(
         raise InvalidJobStateError(
             f"job {job_id} has completed: receive its result instead of resuming it", job_id
         )
-    if not record.resume_data:
+    # A kind may keep its own routing in resume_data too (the dask kind's scheduler address):
+    # only data a provider wrote names work to resume.
+    provider_name = str(json.loads(record.resume_data or "{}").get("provider", ""))
+    if not provider_name:
         raise InvalidJobStateError(
             f"job {job_id} recorded no work to resume (only jobs waiting on work that outlives "
             "them, such as an Azure long-running operation, can be resumed)",
             job_id,
         )
-    provider_name = str(json.loads(record.resume_data).get("provider", ""))
     try:
         provider = plugins.provider_named(provider_name)
     except ImportError as exc:
