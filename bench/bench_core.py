@@ -11,6 +11,7 @@ Run: python bench/bench_core.py [--rounds N] [--jobs N]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -41,10 +42,8 @@ def summed_pss_mb() -> float:
     me = psutil.Process()
     total = 0
     for process in [me, *me.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):  # a worker that ended meanwhile
             total += process.memory_full_info().pss
-        except psutil.Error:
-            pass
     return total / 2**20
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import time
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def test_throttle_limit_runs_at_most_n_at_once_in_order(kind: str, tmp_path: Pat
     assert starts[2] >= min(spans[0][1], spans[1][1]) - 0.001
     # Queued jobs get their slots in order; two slots freed at once start two jobs whose
     # first lines may run a hair apart in either order.
-    assert all(a <= b + 0.05 for a, b in zip(starts[2:], starts[3:], strict=False))
+    assert all(a <= b + 0.05 for a, b in itertools.pairwise(starts[2:]))
 
 
 def test_stopping_a_throttled_job_that_has_not_started(kind: str) -> None:
