@@ -57,7 +57,8 @@ def resume_job(
         )
     # A kind may keep its own routing in resume_data too (the dask kind's scheduler address):
     # only data a provider wrote names work to resume.
-    provider_name = str(json.loads(record.resume_data or "{}").get("provider", ""))
+    resume_data = record.resume_data or "{}"
+    provider_name = str(json.loads(resume_data).get("provider", ""))
     if not provider_name:
         raise InvalidJobStateError(
             f"job {job_id} recorded no work to resume (only jobs waiting on work that outlives "
@@ -77,7 +78,7 @@ def resume_job(
             f"job {job_id} needs the {provider_name!r} provider to resume; it is not installed",
             job_id,
         )
-    call = provider.resume_call(record.resume_data, resolve_context(context) if context else None)
+    call = provider.resume_call(resume_data, resolve_context(context) if context else None)
     prepared = prepare(
         session,
         call,
