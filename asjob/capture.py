@@ -53,8 +53,14 @@ class _LogHandler(logging.Handler):
 _log_handler = _LogHandler()
 
 
-def _showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                 file: TextIO | None = None, line: str | None = None) -> None:
+def _showwarning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     writer = active_writer()
     if writer is None:
         _original_showwarning(message, category, filename, lineno, file, line)

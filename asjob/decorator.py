@@ -28,10 +28,17 @@ T = TypeVar("T")
 class AsJobFunction(Generic[P, T]):
     """A function (or bound method) whose calls run as background jobs."""
 
-    def __init__(self, fn: Callable[P, T], *, name: str | None = None, kind: Any = "process",
-                 context: Any = None, throttle_limit: int | None = None,
-                 detach: bool = False, working_directory: str | os.PathLike[str] | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, T],
+        *,
+        name: str | None = None,
+        kind: Any = "process",
+        context: Any = None,
+        throttle_limit: int | None = None,
+        detach: bool = False,
+        working_directory: str | os.PathLike[str] | None = None,
+    ) -> None:
         if throttle_limit is not None and throttle_limit < 1:
             raise ValueError(f"throttle_limit must be at least 1, not {throttle_limit}")
         functools.update_wrapper(self, fn)
@@ -52,18 +59,29 @@ class AsJobFunction(Generic[P, T]):
         if instance is None:
             return self
         bound = self.__wrapped__.__get__(instance, owner)
-        return AsJobFunction(bound, name=self.job_name, kind=self.kind, context=self.context,
-                             throttle_limit=self.throttle_limit, detach=self.detach,
-                             working_directory=self.working_directory)
+        return AsJobFunction(
+            bound,
+            name=self.job_name,
+            kind=self.kind,
+            context=self.context,
+            throttle_limit=self.throttle_limit,
+            detach=self.detach,
+            working_directory=self.working_directory,
+        )
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         return Call(self.__wrapped__, args, kwargs, context=resolve_context(self.context))
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Job[T]:
         session = current_session()
-        prepared = prepare(session, self._call(args, kwargs), name=self.job_name,
-                           kind=self.kind, working_directory=self.working_directory,
-                           detach=self.detach)
+        prepared = prepare(
+            session,
+            self._call(args, kwargs),
+            name=self.job_name,
+            kind=self.kind,
+            working_directory=self.working_directory,
+            detach=self.detach,
+        )
         return commit(session, prepared, throttle=self._throttle(session))
 
     def _throttle(self, session: Any) -> Any:
@@ -81,19 +99,29 @@ class AsJobFunction(Generic[P, T]):
         session = current_session()
         values = list(items)
         prepared = [
-            prepare(session, self._call((item,), {}), name=self.job_name, kind=self.kind,
-                    working_directory=self.working_directory, detach=self.detach)
+            prepare(
+                session,
+                self._call((item,), {}),
+                name=self.job_name,
+                kind=self.kind,
+                working_directory=self.working_directory,
+                detach=self.detach,
+            )
             for item in values
         ]
         template = prepared[0] if prepared else None
-        parent = session.store.create_job(NewJob(
-            name=self.job_name or "",
-            command=map_command_text(self.__wrapped__, values),
-            job_type_name=template.job_type_name if template else "BackgroundJob",
-            kind=template.kind.name if template else "process",
-            session_id=session.id, output_mode=CHILDREN, detached=self.detach,
-            host_pid=os.getpid(),
-        ))
+        parent = session.store.create_job(
+            NewJob(
+                name=self.job_name or "",
+                command=map_command_text(self.__wrapped__, values),
+                job_type_name=template.job_type_name if template else "BackgroundJob",
+                kind=template.kind.name if template else "process",
+                session_id=session.id,
+                output_mode=CHILDREN,
+                detached=self.detach,
+                host_pid=os.getpid(),
+            )
+        )
         if not prepared:
             transition(session.store, parent.id, JobState.Running)
             transition(session.store, parent.id, JobState.Completed)
@@ -105,32 +133,58 @@ class AsJobFunction(Generic[P, T]):
 
 
 @overload
-def as_job(fn: Callable[P, T], /, *, name: str | None = None, kind: Any = "process",
-           context: Any = None, throttle_limit: int | None = None, detach: bool = False,
-           working_directory: str | os.PathLike[str] | None = None,
-           ) -> AsJobFunction[P, T]: ...
+def as_job(
+    fn: Callable[P, T],
+    /,
+    *,
+    name: str | None = None,
+    kind: Any = "process",
+    context: Any = None,
+    throttle_limit: int | None = None,
+    detach: bool = False,
+    working_directory: str | os.PathLike[str] | None = None,
+) -> AsJobFunction[P, T]: ...
 
 
 @overload
-def as_job(*, name: str | None = None, kind: Any = "process", context: Any = None,
-           throttle_limit: int | None = None, detach: bool = False,
-           working_directory: str | os.PathLike[str] | None = None,
-           ) -> Callable[[Callable[P, T]], AsJobFunction[P, T]]: ...
+def as_job(
+    *,
+    name: str | None = None,
+    kind: Any = "process",
+    context: Any = None,
+    throttle_limit: int | None = None,
+    detach: bool = False,
+    working_directory: str | os.PathLike[str] | None = None,
+) -> Callable[[Callable[P, T]], AsJobFunction[P, T]]: ...
 
 
-def as_job(fn: Callable[P, T] | None = None, /, *, name: str | None = None,
-           kind: Any = "process", context: Any = None, throttle_limit: int | None = None,
-           detach: bool = False, working_directory: str | os.PathLike[str] | None = None,
-           ) -> Any:
+def as_job(
+    fn: Callable[P, T] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    kind: Any = "process",
+    context: Any = None,
+    throttle_limit: int | None = None,
+    detach: bool = False,
+    working_directory: str | os.PathLike[str] | None = None,
+) -> Any:
     """Make calls of ``fn`` start background jobs (``@as_job`` or ``@as_job(...)``).
 
     Also wraps a bound SDK method:
     ``as_job(compute.virtual_machines.begin_create_or_update)(rg, "vm1", params)``.
     ``throttle_limit=N`` runs at most N of this function's jobs at once.
     """
+
     def decorate(function: Callable[P, T]) -> AsJobFunction[P, T]:
-        return AsJobFunction(function, name=name, kind=kind, context=context,
-                             throttle_limit=throttle_limit, detach=detach,
-                             working_directory=working_directory)
+        return AsJobFunction(
+            function,
+            name=name,
+            kind=kind,
+            context=context,
+            throttle_limit=throttle_limit,
+            detach=detach,
+            working_directory=working_directory,
+        )
 
     return decorate if fn is None else decorate(fn)

@@ -38,8 +38,13 @@ def encode_failure(exc: BaseException) -> bytes:
     state = {k: v for k, v in getattr(exc, "__dict__", {}).items() if _picklable(v)}
     if isinstance(exc, OSError):
         # Kept by the C type outside __dict__ and args.
-        state.update({k: getattr(exc, k) for k in ("filename", "filename2")
-                      if getattr(exc, k) is not None and _picklable(getattr(exc, k))})
+        state.update(
+            {
+                k: getattr(exc, k)
+                for k in ("filename", "filename2")
+                if getattr(exc, k) is not None and _picklable(getattr(exc, k))
+            }
+        )
     description = {
         "version": FORMAT_VERSION,
         "module": cls.__module__,

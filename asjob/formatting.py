@@ -8,8 +8,13 @@ from typing import Any
 from .job import Job
 
 COLUMNS: tuple[tuple[str, int], ...] = (
-    ("Id", 6), ("Name", 15), ("PSJobTypeName", 15), ("State", 13), ("HasMoreData", 15),
-    ("Location", 20), ("Command", 25),
+    ("Id", 6),
+    ("Name", 15),
+    ("PSJobTypeName", 15),
+    ("State", 13),
+    ("HasMoreData", 15),
+    ("Location", 20),
+    ("Command", 25),
 )
 
 
@@ -32,8 +37,17 @@ def format_jobs(jobs: Iterable[Job[Any]]) -> str:
         " ".join(("-" * len(label)).ljust(width) for label, width in COLUMNS).rstrip(),
     ]
     for job in jobs:
-        lines.append(format_row((
-            job.id, job.name, job.job_type_name, job.state, job.has_more_data, job.location,
-            job.command,
-        )))
+        lines.append(
+            format_row(
+                (
+                    job.id,
+                    job.name,
+                    job.job_type_name,
+                    job.state,
+                    job.has_more_data,
+                    job.location,
+                    job.command,
+                )
+            )
+        )
     return "\n".join(lines)

@@ -165,8 +165,7 @@ class Job(Generic[T]):
 
     # -- the verbs as methods ----------------------------------------------------------------
 
-    def receive(self, keep: bool = False, wait: bool = False,
-                auto_remove_job: bool = False) -> T:
+    def receive(self, keep: bool = False, wait: bool = False, auto_remove_job: bool = False) -> T:
         from .verbs import receive_job
 
         result: T = receive_job(self, keep=keep, wait=wait, auto_remove_job=auto_remove_job)

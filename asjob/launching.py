@@ -51,8 +51,15 @@ def resolve_working_directory(working_directory: str | os.PathLike[str] | None) 
     return path
 
 
-def prepare(session: Session, call: Call, *, name: str | None, kind: Any,
-            working_directory: str | os.PathLike[str] | None, detach: bool) -> Prepared:
+def prepare(
+    session: Session,
+    call: Call,
+    *,
+    name: str | None,
+    kind: Any,
+    working_directory: str | os.PathLike[str] | None,
+    detach: bool,
+) -> Prepared:
     ensure_open(session)
     backend = resolve_kind(session, kind)
     options = LaunchOptions(resolve_working_directory(working_directory), detach)
@@ -67,20 +74,38 @@ def prepare(session: Session, call: Call, *, name: str | None, kind: Any,
         call = provider.prepare_call(call)
     mode = GENERATOR if inspect.isgeneratorfunction(call.fn) else VALUE
     return Prepared(
-        kind=backend, payload=backend.prepare(call, options), options=options,
-        name=name or default_name, command=command, job_type_name=job_type_name,
+        kind=backend,
+        payload=backend.prepare(call, options),
+        options=options,
+        name=name or default_name,
+        command=command,
+        job_type_name=job_type_name,
         output_mode=mode,
     )
 
 
-def commit(session: Session, prepared: Prepared, *, parent_id: int | None = None,
-           position: int = 0, throttle: Throttle | None = None) -> Job[Any]:
-    record = session.store.create_job(NewJob(
-        name=prepared.name, command=prepared.command, job_type_name=prepared.job_type_name,
-        kind=prepared.kind.name, session_id=session.id, output_mode=prepared.output_mode,
-        parent_id=parent_id, position=position, detached=prepared.options.detached,
-        host_pid=os.getpid(),
-    ))
+def commit(
+    session: Session,
+    prepared: Prepared,
+    *,
+    parent_id: int | None = None,
+    position: int = 0,
+    throttle: Throttle | None = None,
+) -> Job[Any]:
+    record = session.store.create_job(
+        NewJob(
+            name=prepared.name,
+            command=prepared.command,
+            job_type_name=prepared.job_type_name,
+            kind=prepared.kind.name,
+            session_id=session.id,
+            output_mode=prepared.output_mode,
+            parent_id=parent_id,
+            position=position,
+            detached=prepared.options.detached,
+            host_pid=os.getpid(),
+        )
+    )
     job = session.handle(record)
 
     def launch(wait: bool) -> None:
@@ -101,11 +126,19 @@ def commit(session: Session, prepared: Prepared, *, parent_id: int | None = None
     return job
 
 
-def start_call(call: Call, *, name: str | None = None, kind: Any = "process",
-               working_directory: str | os.PathLike[str] | None = None, detach: bool = False,
-               throttle_limit: int | None = None, throttle_owner: Any = None) -> Job[Any]:
+def start_call(
+    call: Call,
+    *,
+    name: str | None = None,
+    kind: Any = "process",
+    working_directory: str | os.PathLike[str] | None = None,
+    detach: bool = False,
+    throttle_limit: int | None = None,
+    throttle_owner: Any = None,
+) -> Job[Any]:
     session = current_session()
-    prepared = prepare(session, call, name=name, kind=kind,
-                       working_directory=working_directory, detach=detach)
+    prepared = prepare(
+        session, call, name=name, kind=kind, working_directory=working_directory, detach=detach
+    )
     throttle = session.throttle(throttle_owner, throttle_limit) if throttle_limit else None
     return commit(session, prepared, throttle=throttle)

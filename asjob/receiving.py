@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from .session import Session
 
 
-def output_values(session: Session, job_id: int, items: list[r.OutputItem], *,
-                  keep: bool) -> list[Any]:
+def output_values(
+    session: Session, job_id: int, items: list[r.OutputItem], *, keep: bool
+) -> list[Any]:
     values = []
     for item in items:
         key = (job_id, item.index)
@@ -53,8 +54,10 @@ def replay(records: list[tuple[str, Any]]) -> None:
             continue
         if record.source == "warnings":
             warnings.warn_explicit(
-                record.message, _warning_category(record.category),
-                record.filename or "<job>", record.lineno or 0,
+                record.message,
+                _warning_category(record.category),
+                record.filename or "<job>",
+                record.lineno or 0,
             )
         elif record.log is not None:
             logger = logging.getLogger(record.source)

@@ -94,7 +94,8 @@ def decode(payload: bytes) -> Any:
 def log_record_state(record: logging.LogRecord) -> dict[str, Any]:
     """The parts of a log record that survive pickling, message already formatted."""
     state = {
-        k: v for k, v in record.__dict__.items()
+        k: v
+        for k, v in record.__dict__.items()
         if k not in ("args", "exc_info", "msg") and _is_plain(v)
     }
     state["msg"] = record.getMessage()
@@ -121,7 +122,11 @@ def stream_for_level(levelno: int) -> str:
 
 def record_from_log(record: logging.LogRecord) -> StreamRecord:
     return StreamRecord(
-        message=record.getMessage(), source=record.name, level=record.levelno,
+        message=record.getMessage(),
+        source=record.name,
+        level=record.levelno,
         time=datetime.fromtimestamp(record.created, timezone.utc),
-        filename=record.pathname, lineno=record.lineno, log=log_record_state(record),
+        filename=record.pathname,
+        lineno=record.lineno,
+        log=log_record_state(record),
     )

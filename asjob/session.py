@@ -170,9 +170,7 @@ class Session:
             self._remote.pop(job_id, None)
 
     def has_detached_running(self) -> bool:
-        return any(
-            r.detached and not r.finished for r in self.store.list_jobs(session_id=self.id)
-        )
+        return any(r.detached and not r.finished for r in self.store.list_jobs(session_id=self.id))
 
     # -- the end -----------------------------------------------------------------------------
 
@@ -184,7 +182,8 @@ class Session:
         from .verbs import stop_job
 
         doomed = [
-            r.id for r in self.store.list_jobs(session_id=self.id)
+            r.id
+            for r in self.store.list_jobs(session_id=self.id)
             if not r.finished and not r.detached and r.parent_id is None
         ]
         try:

@@ -58,15 +58,30 @@ ALLOWED_SOURCES: dict[JobState, frozenset[JobState]] = {
     ),
     _S.Completed: frozenset({_S.Running}),
     _S.Failed: frozenset(
-        {_S.NotStarted, _S.Running, _S.Blocked, _S.Suspending, _S.Suspended, _S.Disconnected,
-         _S.AtBreakpoint}
+        {
+            _S.NotStarted,
+            _S.Running,
+            _S.Blocked,
+            _S.Suspending,
+            _S.Suspended,
+            _S.Disconnected,
+            _S.AtBreakpoint,
+        }
     ),
     _S.Stopping: frozenset(
         {_S.Running, _S.Blocked, _S.Suspending, _S.Suspended, _S.Disconnected, _S.AtBreakpoint}
     ),
     _S.Stopped: frozenset(
-        {_S.NotStarted, _S.Stopping, _S.Running, _S.Blocked, _S.Suspending, _S.Suspended,
-         _S.Disconnected, _S.AtBreakpoint}
+        {
+            _S.NotStarted,
+            _S.Stopping,
+            _S.Running,
+            _S.Blocked,
+            _S.Suspending,
+            _S.Suspended,
+            _S.Disconnected,
+            _S.AtBreakpoint,
+        }
     ),
     _S.Blocked: frozenset({_S.Running}),
     _S.Suspending: frozenset({_S.Running}),

@@ -15,9 +15,7 @@ class Throttle:
         self.limit = limit
         self._lock = threading.Lock()
         self._running: set[int] = set()
-        self._waiting: collections.OrderedDict[int, Callable[[], None]] = (
-            collections.OrderedDict()
-        )
+        self._waiting: collections.OrderedDict[int, Callable[[], None]] = collections.OrderedDict()
 
     def submit(self, job_id: int, launch: Callable[[], None]) -> bool:
         """Run ``launch`` now if a slot is free (returns True), else queue it."""

@@ -53,10 +53,18 @@ def _handles(jobs: Jobs, session: Session) -> tuple[list[Job[Any]], bool]:
 
 # -- Start-Job ---------------------------------------------------------------------------------
 
-def start_job(fn: Callable[..., T], *args: Any, name: str | None = None, kind: Any = "process",
-              context: Any = None, working_directory: str | os.PathLike[str] | None = None,
-              init: Callable[[], Any] | None = None, detach: bool = False,
-              **kwargs: Any) -> Job[T]:
+
+def start_job(
+    fn: Callable[..., T],
+    *args: Any,
+    name: str | None = None,
+    kind: Any = "process",
+    context: Any = None,
+    working_directory: str | os.PathLike[str] | None = None,
+    init: Callable[[], Any] | None = None,
+    detach: bool = False,
+    **kwargs: Any,
+) -> Job[T]:
     """Start ``fn(*args, **kwargs)`` as a background job and return at once.
 
     A ``process`` job is Running when this returns. ``init`` runs in the worker before ``fn``.
@@ -66,11 +74,13 @@ def start_job(fn: Callable[..., T], *args: Any, name: str | None = None, kind: A
     from .context import resolve_context
 
     call = Call(fn, args, kwargs, init=init, context=resolve_context(context))
-    return start_call(call, name=name, kind=kind, working_directory=working_directory,
-                      detach=detach)
+    return start_call(
+        call, name=name, kind=kind, working_directory=working_directory, detach=detach
+    )
 
 
 # -- Get-Job -----------------------------------------------------------------------------------
+
 
 def _is_pattern(text: str) -> bool:
     return any(c in text for c in "*?[")
@@ -92,13 +102,19 @@ def _stamp(moment: datetime) -> float:
     return moment.timestamp()
 
 
-def get_job(id: int | Sequence[int] | None = None, name: str | Sequence[str] | None = None,
-            instance_id: uuid.UUID | str | Sequence[uuid.UUID | str] | None = None,
-            state: JobState | str | Sequence[JobState | str] | None = None,
-            command: str | Sequence[str] | None = None, has_more_data: bool | None = None,
-            before: datetime | None = None, after: datetime | None = None,
-            newest: int | None = None, include_child_job: bool = False,
-            all_sessions: bool = False) -> list[Job[Any]]:
+def get_job(
+    id: int | Sequence[int] | None = None,
+    name: str | Sequence[str] | None = None,
+    instance_id: uuid.UUID | str | Sequence[uuid.UUID | str] | None = None,
+    state: JobState | str | Sequence[JobState | str] | None = None,
+    command: str | Sequence[str] | None = None,
+    has_more_data: bool | None = None,
+    before: datetime | None = None,
+    after: datetime | None = None,
+    newest: int | None = None,
+    include_child_job: bool = False,
+    all_sessions: bool = False,
+) -> list[Job[Any]]:
     """Jobs of this session (or of the whole store with ``all_sessions``), filtered, by id.
 
     Exact ids, instance ids and non-wildcard names that match nothing raise
@@ -128,13 +144,27 @@ def get_job(id: int | Sequence[int] | None = None, name: str | Sequence[str] | N
                 raise JobNotFoundError(f"no job named {literal!r}")
         records = [rec for rec in records if _matches(rec.name, names)]
     handles = [session.handle(rec) for rec in sorted(records, key=lambda rec: rec.id)]
-    return _filter(handles, state=state, command=command, has_more_data=has_more_data,
-                   before=before, after=after, newest=newest)
+    return _filter(
+        handles,
+        state=state,
+        command=command,
+        has_more_data=has_more_data,
+        before=before,
+        after=after,
+        newest=newest,
+    )
 
 
-def _filter(jobs: list[Job[Any]], *, state: Any, command: Any, has_more_data: bool | None,
-            before: datetime | None, after: datetime | None,
-            newest: int | None) -> list[Job[Any]]:
+def _filter(
+    jobs: list[Job[Any]],
+    *,
+    state: Any,
+    command: Any,
+    has_more_data: bool | None,
+    before: datetime | None,
+    after: datetime | None,
+    newest: int | None,
+) -> list[Job[Any]]:
     states = {JobState(str(s)) for s in _as_list(state)}
     commands = _as_list(command)
     if states:
@@ -146,7 +176,9 @@ def _filter(jobs: list[Job[Any]], *, state: Any, command: Any, has_more_data: bo
     if before is not None or after is not None or newest is not None:
         ended = [(j, j.end_time) for j in jobs]
         kept = [
-            (j, end) for j, end in ended if end is not None
+            (j, end)
+            for j, end in ended
+            if end is not None
             and (before is None or _stamp(end) < _stamp(before))
             and (after is None or _stamp(end) > _stamp(after))
         ]
@@ -158,6 +190,7 @@ def _filter(jobs: list[Job[Any]], *, state: Any, command: Any, has_more_data: bo
 
 
 # -- Wait-Job ----------------------------------------------------------------------------------
+
 
 def wait_job(jobs: Jobs, any: bool = False, timeout: float | None = None) -> list[Job[Any]]:
     """Wait until all jobs (or, with ``any``, one) have finished.
@@ -192,8 +225,10 @@ def wait_job(jobs: Jobs, any: bool = False, timeout: float | None = None) -> lis
 
 # -- Receive-Job -------------------------------------------------------------------------------
 
-def receive_job(job: Jobs, keep: bool = False, wait: bool = False,
-                auto_remove_job: bool = False) -> Any:
+
+def receive_job(
+    job: Jobs, keep: bool = False, wait: bool = False, auto_remove_job: bool = False
+) -> Any:
     """What the job produced and has not been received yet (see the README for the rules).
 
     A Failed job raises its original exception (``partial_output`` attached) every time.
@@ -254,6 +289,7 @@ def _receive_parent(session: Session, job: Job[Any], record: JobRecord, keep: bo
 
 # -- Stop-Job ----------------------------------------------------------------------------------
 
+
 def stop_job(jobs: Jobs, *, session: Session | None = None) -> None:
     """Stop jobs and return once their work has really stopped. Finished jobs are left alone."""
     session = session or current_session()
@@ -288,6 +324,7 @@ def _stop(session: Session, job: Job[Any]) -> None:
 
 
 # -- Remove-Job --------------------------------------------------------------------------------
+
 
 def remove_job(jobs: Jobs, force: bool = False) -> None:
     """Remove finished jobs (and their child jobs) from the session and the store.

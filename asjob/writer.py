@@ -38,7 +38,11 @@ class JobWriter:
     """
 
     def __init__(
-        self, job_id: int, sink: Sink, *, live_outputs: dict[tuple[int, int], Any] | None = None,
+        self,
+        job_id: int,
+        sink: Sink,
+        *,
+        live_outputs: dict[tuple[int, int], Any] | None = None,
         forward_logs: bool = True,
     ) -> None:
         self.job_id = job_id
@@ -80,8 +84,11 @@ class JobWriter:
 
     def write_error(self, message: str | BaseException) -> None:
         """A non-terminating error: recorded on the error stream, the job goes on."""
-        text = f"{type(message).__name__}: {message}" if isinstance(message, BaseException) \
+        text = (
+            f"{type(message).__name__}: {message}"
+            if isinstance(message, BaseException)
             else str(message)
+        )
         self._emit(r.ERROR, r.StreamRecord(text))
 
     # -- what the capture hooks and the runner use -------------------------------------------
@@ -123,12 +130,19 @@ class JobWriter:
             if rest:
                 self._emit(r.INFORMATION, r.StreamRecord(rest, source=source))
 
-    def write_warning_message(self, message: Warning | str, category: type[Warning],
-                              filename: str, lineno: int) -> None:
-        self._emit(r.WARNING, r.StreamRecord(
-            str(message), source="warnings", filename=filename, lineno=lineno,
-            category=f"{category.__module__}.{category.__qualname__}",
-        ))
+    def write_warning_message(
+        self, message: Warning | str, category: type[Warning], filename: str, lineno: int
+    ) -> None:
+        self._emit(
+            r.WARNING,
+            r.StreamRecord(
+                str(message),
+                source="warnings",
+                filename=filename,
+                lineno=lineno,
+                category=f"{category.__module__}.{category.__qualname__}",
+            ),
+        )
 
     def write_log(self, record: logging.LogRecord) -> None:
         """A logging record. Its full state is kept only when the caller's logging has not
@@ -136,8 +150,13 @@ class JobWriter:
         stream_record = r.record_from_log(record)
         if not self._forward_logs:
             stream_record = r.StreamRecord(
-                stream_record.message, stream_record.source, stream_record.time,
-                stream_record.level, None, stream_record.filename, stream_record.lineno,
+                stream_record.message,
+                stream_record.source,
+                stream_record.time,
+                stream_record.level,
+                None,
+                stream_record.filename,
+                stream_record.lineno,
             )
         self._emit(r.stream_for_level(record.levelno), stream_record)
 

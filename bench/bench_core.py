@@ -33,8 +33,12 @@ if ROOT not in sys.path:
 
 from bench.noop import noop, sleep  # noqa: E402
 
-TARGETS = {"process_latency_ms": 5.0, "thread_latency_ms": 1.0, "wall_ratio": 1.15,
-           "process_pss_mb": 300.0}
+TARGETS = {
+    "process_latency_ms": 5.0,
+    "thread_latency_ms": 1.0,
+    "wall_ratio": 1.15,
+    "process_pss_mb": 300.0,
+}
 
 
 def summed_pss_mb() -> float:
@@ -49,8 +53,10 @@ def summed_pss_mb() -> float:
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"median_ms": statistics.median(ordered) * 1000,
-            "p95_ms": ordered[int(len(ordered) * 0.95) - 1] * 1000}
+    return {
+        "median_ms": statistics.median(ordered) * 1000,
+        "p95_ms": ordered[int(len(ordered) * 0.95) - 1] * 1000,
+    }
 
 
 def latency(name: str, rounds: int) -> dict[str, float]:
@@ -115,8 +121,11 @@ def concurrent(name: str, jobs: int) -> dict[str, float]:
 
 def _run_isolated(scenario: str, name: str, amount: int) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, __file__, "--scenario", scenario, "--name", name, "--amount",
-         str(amount)], capture_output=True, text=True, timeout=600, check=True,
+        [sys.executable, __file__, "--scenario", scenario, "--name", name, "--amount", str(amount)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     )
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -141,8 +150,10 @@ def main() -> None:
     for name in ("asjob-process", "asjob-thread", "ProcessPoolExecutor", "ThreadPoolExecutor"):
         lat[name] = _run_isolated("latency", name, args.rounds)
         print(f"    {name:24} {lat[name]['median_ms']:10.2f} {lat[name]['p95_ms']:10.2f}")
-    print(f"    targets: asjob-process median <= {TARGETS['process_latency_ms']} ms, "
-          f"asjob-thread median <= {TARGETS['thread_latency_ms']} ms")
+    print(
+        f"    targets: asjob-process median <= {TARGETS['process_latency_ms']} ms, "
+        f"asjob-thread median <= {TARGETS['thread_latency_ms']} ms"
+    )
 
     print(f"\n(b) {args.jobs} concurrent jobs sleeping 1 s")
     print(f"    {'':24} {'wall s':>10} {'vs TPE':>8} {'PSS MB':>10}")
@@ -151,10 +162,14 @@ def main() -> None:
         conc[name] = _run_isolated("concurrent", name, args.jobs)
     baseline = conc["ThreadPoolExecutor"]["wall_s"]
     for name, figures in conc.items():
-        print(f"    {name:24} {figures['wall_s']:10.2f} {figures['wall_s'] / baseline:7.2f}x "
-              f"{figures['pss_mb']:10.1f}")
-    print(f"    targets: both asjob kinds <= {TARGETS['wall_ratio']}x ThreadPoolExecutor wall, "
-          f"asjob-process PSS <= {TARGETS['process_pss_mb']:.0f} MB")
+        print(
+            f"    {name:24} {figures['wall_s']:10.2f} {figures['wall_s'] / baseline:7.2f}x "
+            f"{figures['pss_mb']:10.1f}"
+        )
+    print(
+        f"    targets: both asjob kinds <= {TARGETS['wall_ratio']}x ThreadPoolExecutor wall, "
+        f"asjob-process PSS <= {TARGETS['process_pss_mb']:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,7 @@ def test_each_job_runs_in_its_own_process(session: Session) -> None:
     assert len(set(values)) == 3 and os.getpid() not in values
 
 
-def test_sigkilled_worker_fails_the_job_naming_the_signal(session: Session,
-                                                          tmp_path: Path) -> None:
+def test_sigkilled_worker_fails_the_job_naming_the_signal(session: Session, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     victim = asjob.start_job(f.write_pid_and_sleep, str(pid_file))
     bystander = asjob.start_job(f.sleep_then, 1, "fine")
@@ -62,21 +61,26 @@ def test_sigkilled_worker_fails_the_job_naming_the_signal(session: Session,
     assert bystander.receive(wait=True) == "fine"
 
 
-@pytest.mark.parametrize(("fn", "args", "expected"), [
-    (f.hard_exit, (3,), "exited with code 3"),
-    (f.hard_exit, (0,), "exited with code 0"),
-    (f.kill_self, (signal.SIGSEGV,), r"signal 11 \(SIGSEGV\)"),
-])
-def test_worker_that_dies_without_an_outcome(session: Session, fn: object, args: tuple[int],
-                                             expected: str) -> None:
+@pytest.mark.parametrize(
+    ("fn", "args", "expected"),
+    [
+        (f.hard_exit, (3,), "exited with code 3"),
+        (f.hard_exit, (0,), "exited with code 0"),
+        (f.kill_self, (signal.SIGSEGV,), r"signal 11 \(SIGSEGV\)"),
+    ],
+)
+def test_worker_that_dies_without_an_outcome(
+    session: Session, fn: object, args: tuple[int], expected: str
+) -> None:
     job = asjob.start_job(fn, *args)  # type: ignore[arg-type]
     asjob.wait_job(job, timeout=10)
     with pytest.raises(asjob.WorkerLostError, match=expected):
         job.receive()
 
 
-def test_stop_kills_the_worker_and_the_processes_it_started(session: Session,
-                                                            tmp_path: Path) -> None:
+def test_stop_kills_the_worker_and_the_processes_it_started(
+    session: Session, tmp_path: Path
+) -> None:
     pid_file = tmp_path / "child"
     job = asjob.start_job(f.spawn_child_and_sleep, str(pid_file))
     grandchild = _read_pid(pid_file)
@@ -153,8 +157,9 @@ def test_exiting_interpreter_stops_its_jobs(tmp_path: Path, store_path: Path) ->
     script.write_text(_EXIT_SCRIPT)
     prefix = str(tmp_path / "pid")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
-    done = subprocess.run([sys.executable, str(script), prefix], env=env, timeout=60,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(script), prefix], env=env, timeout=60, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "exiting" in done.stdout
     pids = [_read_pid(Path(prefix + str(i))) for i in range(3)]

@@ -17,8 +17,17 @@ def test_str_is_the_bare_powershell_name() -> None:
     assert str(JobState.Completed) == "Completed"
     assert f"{JobState.NotStarted}" == "NotStarted"
     assert {s.value for s in JobState} == {
-        "NotStarted", "Running", "Completed", "Failed", "Stopped", "Blocked", "Suspended",
-        "Disconnected", "Suspending", "Stopping", "AtBreakpoint",
+        "NotStarted",
+        "Running",
+        "Completed",
+        "Failed",
+        "Stopped",
+        "Blocked",
+        "Suspended",
+        "Disconnected",
+        "Suspending",
+        "Stopping",
+        "AtBreakpoint",
     }
 
 
@@ -30,9 +39,12 @@ def test_a_finished_job_never_changes_state(finished: JobState, target: JobState
 
 def test_the_ordinary_life_of_a_job_is_allowed() -> None:
     for a, b in [
-        (JobState.NotStarted, JobState.Running), (JobState.Running, JobState.Completed),
-        (JobState.Running, JobState.Failed), (JobState.Running, JobState.Stopping),
-        (JobState.Stopping, JobState.Stopped), (JobState.NotStarted, JobState.Stopped),
+        (JobState.NotStarted, JobState.Running),
+        (JobState.Running, JobState.Completed),
+        (JobState.Running, JobState.Failed),
+        (JobState.Running, JobState.Stopping),
+        (JobState.Stopping, JobState.Stopped),
+        (JobState.NotStarted, JobState.Stopped),
     ]:
         assert can_transition(a, b), (a, b)
     assert not can_transition(JobState.NotStarted, JobState.Completed)
@@ -42,8 +54,11 @@ def test_the_ordinary_life_of_a_job_is_allowed() -> None:
 def _job_in(session: Session, state: JobState) -> asjob.Job[object]:
     """A job record forced into ``state`` (no worker behind it)."""
     store = session.store
-    record = store.create_job(NewJob(name="", command="x()", job_type_name="ThreadJob",
-                                      kind="thread", session_id=session.id))
+    record = store.create_job(
+        NewJob(
+            name="", command="x()", job_type_name="ThreadJob", kind="thread", session_id=session.id
+        )
+    )
     if state is not JobState.NotStarted:
         assert store.compare_and_set_state(record.id, frozenset(ALL), state)
     return session.handle(store.get_job(record.id))

@@ -23,8 +23,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def _new(store: Store, **extra: object) -> int:
-    fields: dict[str, object] = dict(name="", command="f()", job_type_name="BackgroundJob",
-                                     kind="process", session_id="s1")
+    fields: dict[str, object] = dict(
+        name="", command="f()", job_type_name="BackgroundJob", kind="process", session_id="s1"
+    )
     fields.update(extra)
     return store.create_job(NewJob(**fields)).id  # type: ignore[arg-type]
 
@@ -56,8 +57,9 @@ def test_compare_and_set_and_times(store: Store) -> None:
     record = store.get_job(job_id)
     assert record.state is JobState.Running and record.host_pid == 7
     assert record.begin_time is not None and record.end_time is None
-    assert store.compare_and_set_state(job_id, frozenset({JobState.Running}), JobState.Completed,
-                                       records=[("output", b"x")])
+    assert store.compare_and_set_state(
+        job_id, frozenset({JobState.Running}), JobState.Completed, records=[("output", b"x")]
+    )
     record = store.get_job(job_id)
     assert record.end_time is not None and record.unreceived == 1
 
@@ -72,7 +74,9 @@ def test_records_drain_in_order(store: Store) -> None:
     store.append_records(job_id, [("output", b"1"), ("warning", b"w"), ("output", b"2")])
     assert [r.payload for r in store.read_records(job_id)] == [b"1", b"w", b"2"]
     assert [r.payload for r in store.read_records(job_id, streams=["output"], remove=True)] == [
-        b"1", b"2"]
+        b"1",
+        b"2",
+    ]
     assert [r.payload for r in store.read_records(job_id)] == [b"w"]
     store.append_records(job_id, [("output", b"3")])
     assert [r.payload for r in store.read_records(job_id, remove=True)] == [b"w", b"3"]

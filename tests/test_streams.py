@@ -41,7 +41,8 @@ def test_every_stream_is_captured(kind: str, caplog: pytest.LogCaptureFixture) -
 
 
 def test_receive_drains_streams_and_replays_warnings_and_logs(
-        kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     job = asjob.start_job(f.streams, kind=kind)
     asjob.wait_job(job)
@@ -74,12 +75,15 @@ def test_keep_replays_nothing(kind: str, caplog: pytest.LogCaptureFixture) -> No
 
 
 def test_thread_job_logs_reach_the_caller_as_they_happen(
-        session: Session, caplog: pytest.LogCaptureFixture) -> None:
+    session: Session, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     job = asjob.start_job(f.chatty, "t", 2, kind="thread")
     asjob.wait_job(job)
     assert [r.getMessage() for r in caplog.records if r.name == "tests.jobfuncs"] == [
-        "t log 0", "t log 1"]
+        "t log 0",
+        "t log 1",
+    ]
 
 
 def test_concurrent_thread_jobs_keep_their_streams_apart(session: Session) -> None:

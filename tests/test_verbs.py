@@ -246,8 +246,9 @@ def test_job_identity(kind: str) -> None:
 
 def test_the_command_shows_scalars_and_hides_structures(kind: str, store_path: Path) -> None:
     secret = "hunter2-do-not-store"
-    job = asjob.start_job(f.consume, "vm1", 3, {"adminPassword": secret}, kind=kind,
-                          profile=f.Greeter(secret))
+    job = asjob.start_job(
+        f.consume, "vm1", 3, {"adminPassword": secret}, kind=kind, profile=f.Greeter(secret)
+    )
     asjob.wait_job(job)
     assert job.command == "consume('vm1', 3, <dict>, profile=<Greeter>)"
     for path in store_path.parent.iterdir():

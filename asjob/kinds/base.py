@@ -29,8 +29,9 @@ class Kind(Protocol):
         """Check and pack the call before any record exists: raise ``TypeError``/``ValueError``
         naming what this kind cannot run or send."""
 
-    def launch(self, record: JobRecord, prepared: Any, options: LaunchOptions,
-               wait: bool = True) -> None:
+    def launch(
+        self, record: JobRecord, prepared: Any, options: LaunchOptions, wait: bool = True
+    ) -> None:
         """Start the job. With ``wait``, return once it is Running (or has already ended)."""
 
     def stop(self, record: JobRecord) -> None:

@@ -52,7 +52,8 @@ class _Worker:
 
 def _importable_modules() -> list[str]:
     return [
-        name for name, module in list(sys.modules.items())
+        name
+        for name, module in list(sys.modules.items())
         if name not in ("__main__", "__mp_main__") and getattr(module, "__file__", None)
     ]
 
@@ -94,7 +95,8 @@ class ForkServerClient:
         theirs.set_inheritable(True)
         try:
             self._server_pid = os.posix_spawn(
-                sys.executable, [sys.executable, "-c", bootstrap, str(theirs.fileno())],
+                sys.executable,
+                [sys.executable, "-c", bootstrap, str(theirs.fileno())],
                 os.environ,
                 file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
                 setsid=True,
@@ -105,13 +107,19 @@ class ForkServerClient:
         spec = getattr(main, "__spec__", None)
         modules = _importable_modules()
         self._sent_modules = set(modules)
-        protocol.send(ours, ("init", {
-            "sys_path": list(sys.path),
-            "store": store_path,
-            "main_name": getattr(spec, "name", None),
-            "main_path": getattr(main, "__file__", None),
-            "modules": modules,
-        }))
+        protocol.send(
+            ours,
+            (
+                "init",
+                {
+                    "sys_path": list(sys.path),
+                    "store": store_path,
+                    "main_name": getattr(spec, "name", None),
+                    "main_path": getattr(main, "__file__", None),
+                    "modules": modules,
+                },
+            ),
+        )
         self._sock = ours
         threading.Thread(
             target=self._read, args=(ours,), name="asjob-fork-server-reader", daemon=True
@@ -128,8 +136,15 @@ class ForkServerClient:
                 self._sent_modules.update(new_modules)
                 with self._send_lock:
                     protocol.send(sock, ("preload", new_modules))
-            message = ("start", job_id, payload, options.detached, dict(os.environ),
-                       options.working_directory, _log_levels())
+            message = (
+                "start",
+                job_id,
+                payload,
+                options.detached,
+                dict(os.environ),
+                options.working_directory,
+                _log_levels(),
+            )
             with self._send_lock:
                 protocol.send(sock, message)
         return worker
@@ -157,8 +172,9 @@ class ForkServerClient:
             pid, forked_at = message[2], message[3]
             # Running (with the worker's pid) before start_job returns and before the worker
             # runs: it waits for our "go". A job stopped meanwhile gets "no go" and never runs.
-            running = transition(store, job_id, JobState.Running, host_pid=pid,
-                                 host_started=forked_at)
+            running = transition(
+                store, job_id, JobState.Running, host_pid=pid, host_started=forked_at
+            )
             with self._send_lock:
                 if self._sock is not None:
                     with contextlib.suppress(OSError):
@@ -194,8 +210,9 @@ class ForkServerClient:
         for job_id, worker in orphans:
             if not hung_up:
                 error = WorkerLostError(f"job {job_id}: the fork server ended", job_id)
-                transition(self._session.store, job_id, JobState.Failed,
-                           reason=encode_failure(error))
+                transition(
+                    self._session.store, job_id, JobState.Failed, reason=encode_failure(error)
+                )
             self._ended(job_id, worker)
 
     def close(self) -> None:
@@ -264,8 +281,9 @@ class ProcessKind:
             )
         return dumps_call(call)
 
-    def launch(self, record: JobRecord, prepared: Any, options: LaunchOptions,
-               wait: bool = True) -> None:
+    def launch(
+        self, record: JobRecord, prepared: Any, options: LaunchOptions, wait: bool = True
+    ) -> None:
         worker = self._client.start(record.id, prepared, options)
         if wait:
             worker.started.wait()

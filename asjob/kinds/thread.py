@@ -43,22 +43,32 @@ class ThreadKind:
             )
         return call
 
-    def launch(self, record: JobRecord, prepared: Any, options: LaunchOptions,
-               wait: bool = True) -> None:
+    def launch(
+        self, record: JobRecord, prepared: Any, options: LaunchOptions, wait: bool = True
+    ) -> None:
         session = self._session
         writer = JobWriter(
-            record.id, store_sink(session.store, record.id),
-            live_outputs=session.live_outputs, forward_logs=False,
+            record.id,
+            store_sink(session.store, record.id),
+            live_outputs=session.live_outputs,
+            forward_logs=False,
         )
         with self._lock:
             self._writers[record.id] = writer
-        if not transition(session.store, record.id, JobState.Running, host_pid=os.getpid(),
-                          host_started=self._process_started):
+        if not transition(
+            session.store,
+            record.id,
+            JobState.Running,
+            host_pid=os.getpid(),
+            host_started=self._process_started,
+        ):
             self._finished(record.id)
             return
         thread = threading.Thread(
-            target=self._run, args=(record.id, prepared, writer),
-            name=f"asjob-thread-job-{record.id}", daemon=True,
+            target=self._run,
+            args=(record.id, prepared, writer),
+            name=f"asjob-thread-job-{record.id}",
+            daemon=True,
         )
         thread.start()
 

@@ -29,6 +29,14 @@ def open_store(path: str | os.PathLike[str] | None = None) -> SQLiteStore:
 
 
 __all__ = [
-    "STORE_ENV", "JobRecord", "MemoryStore", "NewJob", "SQLiteStore", "Store", "StoreError",
-    "StreamRow", "default_store_path", "open_store",
+    "STORE_ENV",
+    "JobRecord",
+    "MemoryStore",
+    "NewJob",
+    "SQLiteStore",
+    "Store",
+    "StoreError",
+    "StreamRow",
+    "default_store_path",
+    "open_store",
 ]

@@ -96,8 +96,18 @@ class StreamRow:
 
 # Fields a caller may set with a state change or an update.
 MUTABLE_FIELDS = frozenset(
-    {"host_pid", "host_started", "begin_time", "end_time", "reason", "resume_data", "location",
-     "output_mode", "name", "job_type_name"}
+    {
+        "host_pid",
+        "host_started",
+        "begin_time",
+        "end_time",
+        "reason",
+        "resume_data",
+        "location",
+        "output_mode",
+        "name",
+        "job_type_name",
+    }
 )
 
 
@@ -115,14 +125,22 @@ class Store(Protocol):
         """The job's record; raises :class:`~asjob.errors.JobNotFoundError` if there is none."""
 
     def list_jobs(
-        self, *, session_id: str | None = None, parent_id: int | None = None,
+        self,
+        *,
+        session_id: str | None = None,
+        parent_id: int | None = None,
         top_level: bool = False,
     ) -> list[JobRecord]:
         """Jobs sorted by id, optionally of one session, one parent, or top-level only."""
 
     def compare_and_set_state(
-        self, job_id: int, sources: frozenset[JobState], target: JobState,
-        *, records: Sequence[tuple[str, bytes]] = (), **fields: Any,
+        self,
+        job_id: int,
+        sources: frozenset[JobState],
+        target: JobState,
+        *,
+        records: Sequence[tuple[str, bytes]] = (),
+        **fields: Any,
     ) -> bool:
         """Atomically: if the job's state is in ``sources``, set ``target``, the ``fields`` and
         append ``records``; settle the parent (see module doc). Returns whether it changed."""
@@ -134,7 +152,11 @@ class Store(Protocol):
         """Append stream records to a job, in order."""
 
     def read_records(
-        self, job_id: int, *, streams: Iterable[str] | None = None, remove: bool = False,
+        self,
+        job_id: int,
+        *,
+        streams: Iterable[str] | None = None,
+        remove: bool = False,
     ) -> list[StreamRow]:
         """The job's records not yet received, in order; ``remove`` drains them atomically."""
 

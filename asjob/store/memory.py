@@ -41,12 +41,27 @@ class MemoryStore:
         with self._lock:
             job_id = next(self._ids)
             record = JobRecord(
-                id=job_id, instance_id=new.instance_id, name=new.name or f"Job{job_id}",
-                command=new.command, job_type_name=new.job_type_name, kind=new.kind,
-                location=new.location, state=JobState.NotStarted, session_id=new.session_id,
-                parent_id=new.parent_id, position=new.position, output_mode=new.output_mode,
-                detached=new.detached, host_pid=new.host_pid, host_started=None, created=now(),
-                begin_time=None, end_time=None, reason=None, resume_data=None, unreceived=0,
+                id=job_id,
+                instance_id=new.instance_id,
+                name=new.name or f"Job{job_id}",
+                command=new.command,
+                job_type_name=new.job_type_name,
+                kind=new.kind,
+                location=new.location,
+                state=JobState.NotStarted,
+                session_id=new.session_id,
+                parent_id=new.parent_id,
+                position=new.position,
+                output_mode=new.output_mode,
+                detached=new.detached,
+                host_pid=new.host_pid,
+                host_started=None,
+                created=now(),
+                begin_time=None,
+                end_time=None,
+                reason=None,
+                resume_data=None,
+                unreceived=0,
             )
             self._jobs[job_id] = record
             return record
@@ -59,20 +74,29 @@ class MemoryStore:
                 raise JobNotFoundError(f"no job with id {job_id}", job_id) from None
 
     def list_jobs(
-        self, *, session_id: str | None = None, parent_id: int | None = None,
+        self,
+        *,
+        session_id: str | None = None,
+        parent_id: int | None = None,
         top_level: bool = False,
     ) -> list[JobRecord]:
         with self._lock:
             return [
-                self._with_count(r) for _, r in sorted(self._jobs.items())
+                self._with_count(r)
+                for _, r in sorted(self._jobs.items())
                 if (session_id is None or r.session_id == session_id)
                 and (parent_id is None or r.parent_id == parent_id)
                 and not (top_level and r.parent_id is not None)
             ]
 
     def compare_and_set_state(
-        self, job_id: int, sources: frozenset[JobState], target: JobState,
-        *, records: Sequence[tuple[str, bytes]] = (), **fields: Any,
+        self,
+        job_id: int,
+        sources: frozenset[JobState],
+        target: JobState,
+        *,
+        records: Sequence[tuple[str, bytes]] = (),
+        **fields: Any,
     ) -> bool:
         check_fields(fields)
         with self._lock:
@@ -114,12 +138,17 @@ class MemoryStore:
             )
 
     def read_records(
-        self, job_id: int, *, streams: Iterable[str] | None = None, remove: bool = False,
+        self,
+        job_id: int,
+        *,
+        streams: Iterable[str] | None = None,
+        remove: bool = False,
     ) -> list[StreamRow]:
         names = None if streams is None else set(streams)
         with self._lock:
             chosen = [
-                r for r in self._records
+                r
+                for r in self._records
                 if r.job_id == job_id and (names is None or r.stream in names)
             ]
             if remove:

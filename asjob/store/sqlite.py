@@ -109,11 +109,26 @@ class JobSummary(NamedTuple):
 
 def _record(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
-        id=row[0], instance_id=uuid.UUID(row[1]), name=row[2], command=row[3],
-        job_type_name=row[4], kind=row[5], location=row[6], state=JobState(row[7]),
-        session_id=row[8], parent_id=row[9], position=row[10], output_mode=row[11],
-        detached=bool(row[12]), host_pid=row[13], host_started=row[14], created=row[15],
-        begin_time=row[16], end_time=row[17], reason=row[18], resume_data=row[19],
+        id=row[0],
+        instance_id=uuid.UUID(row[1]),
+        name=row[2],
+        command=row[3],
+        job_type_name=row[4],
+        kind=row[5],
+        location=row[6],
+        state=JobState(row[7]),
+        session_id=row[8],
+        parent_id=row[9],
+        position=row[10],
+        output_mode=row[11],
+        detached=bool(row[12]),
+        host_pid=row[13],
+        host_started=row[14],
+        created=row[15],
+        begin_time=row[16],
+        end_time=row[17],
+        reason=row[18],
+        resume_data=row[19],
         unreceived=row[20],
     )
 
@@ -166,7 +181,9 @@ class SQLiteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
             conn = sqlite3.connect(
-                self._path, timeout=READ_BUSY_TIMEOUT_S, isolation_level=None,
+                self._path,
+                timeout=READ_BUSY_TIMEOUT_S,
+                isolation_level=None,
                 check_same_thread=False,
             )
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -244,9 +261,22 @@ class SQLiteStore:
                 "INSERT INTO jobs (instance_id, name, command, job_type_name, kind, location, "
                 "state, session_id, parent_id, position, output_mode, detached, host_pid, "
                 "created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (str(new.instance_id), new.name, new.command, new.job_type_name, new.kind,
-                 new.location, JobState.NotStarted.value, new.session_id, new.parent_id,
-                 new.position, new.output_mode, int(new.detached), new.host_pid, now()),
+                (
+                    str(new.instance_id),
+                    new.name,
+                    new.command,
+                    new.job_type_name,
+                    new.kind,
+                    new.location,
+                    JobState.NotStarted.value,
+                    new.session_id,
+                    new.parent_id,
+                    new.position,
+                    new.output_mode,
+                    int(new.detached),
+                    new.host_pid,
+                    now(),
+                ),
             )
             job_id = cur.lastrowid
             assert job_id is not None
@@ -265,7 +295,10 @@ class SQLiteStore:
             return self._get(self._connection(), job_id)
 
     def list_jobs(
-        self, *, session_id: str | None = None, parent_id: int | None = None,
+        self,
+        *,
+        session_id: str | None = None,
+        parent_id: int | None = None,
         top_level: bool = False,
     ) -> list[JobRecord]:
         clauses: list[str] = []
@@ -280,9 +313,11 @@ class SQLiteStore:
             clauses.append("parent_id IS NULL")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._translated_errors():
-            rows = self._connection().execute(
-                f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY id", params
-            ).fetchall()
+            rows = (
+                self._connection()
+                .execute(f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY id", params)
+                .fetchall()
+            )
         return [_record(r) for r in rows]
 
     def list_summaries(self) -> list[JobSummary]:
@@ -293,8 +328,13 @@ class SQLiteStore:
         return [JobSummary._make(row) for row in rows]
 
     def compare_and_set_state(
-        self, job_id: int, sources: frozenset[JobState], target: JobState,
-        *, records: Sequence[tuple[str, bytes]] = (), **fields: Any,
+        self,
+        job_id: int,
+        sources: frozenset[JobState],
+        target: JobState,
+        *,
+        records: Sequence[tuple[str, bytes]] = (),
+        **fields: Any,
     ) -> bool:
         check_fields(fields)
         if not sources:
@@ -318,9 +358,7 @@ class SQLiteStore:
     def _set(self, conn: sqlite3.Connection, job_id: int, **fields: Any) -> None:
         if fields:
             assignments = ", ".join(f"{name} = ?" for name in fields)
-            conn.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id)
-            )
+            conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
 
     def _settle_parent(self, conn: sqlite3.Connection, parent_id: int, child: JobState) -> None:
         parent_state = JobState(
@@ -358,14 +396,17 @@ class SQLiteStore:
             conn.execute("DELETE FROM holds WHERE until <= ?", (now(),))
             conn.execute(
                 "INSERT INTO holds (key, until) VALUES (?, ?) ON CONFLICT (key) "
-                "DO UPDATE SET until = MAX(until, excluded.until)", (key, until),
+                "DO UPDATE SET until = MAX(until, excluded.until)",
+                (key, until),
             )
 
     def held_until(self, key: str) -> float | None:
         with self._translated_errors():
-            row = self._connection().execute(
-                "SELECT until FROM holds WHERE key = ? AND until > ?", (key, now())
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute("SELECT until FROM holds WHERE key = ? AND until > ?", (key, now()))
+                .fetchone()
+            )
         return None if row is None else float(row[0])
 
     # -- stream records ---------------------------------------------------------------------
@@ -385,7 +426,11 @@ class SQLiteStore:
             self._append(conn, job_id, records)
 
     def read_records(
-        self, job_id: int, *, streams: Iterable[str] | None = None, remove: bool = False,
+        self,
+        job_id: int,
+        *,
+        streams: Iterable[str] | None = None,
+        remove: bool = False,
     ) -> list[StreamRow]:
         names = None if streams is None else list(streams)
         only = "" if names is None else f" AND stream IN ({','.join('?' * len(names))})"

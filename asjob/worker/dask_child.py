@@ -31,7 +31,6 @@ from ..failures import encode_failure
 from ..states import JobState
 from ..store.base import JobRecord, NewJob, StreamRow
 from . import protocol
-from .dask_forkserver import Frames
 from .dask_protocol import (
     GO,
     HELLO,
@@ -46,6 +45,7 @@ from .dask_protocol import (
 )
 from .payload import loads_call
 from .process_main import apply_log_levels
+from .protocol import Frames
 from .runner import run_call, store_sink
 
 

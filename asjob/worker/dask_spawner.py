@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dask_forkserver import Frames, frame
+from .protocol import Frames, frame
 
 READY = 2  # job processes kept waiting: enough for jobs that start one after another
 START_WAIT_S = 30.0

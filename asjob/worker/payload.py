@@ -117,8 +117,9 @@ def _culprit(call: Call, whole: Exception) -> str:
     prefix = "cannot send to a worker process"
     error = _fails(call.fn)
     if error is not None:
-        return f"{prefix} the function {fn} (define it at module level, or use kind='thread'): " \
-               f"{error}"
+        return (
+            f"{prefix} the function {fn} (define it at module level, or use kind='thread'): {error}"
+        )
     names = _parameter_names(call)
     for index, value in enumerate(call.args):
         error = _fails(value)

@@ -22,31 +22,47 @@ from typing import Any
 _HEADER = struct.Struct("!I")
 
 
-def send(sock: socket.socket, message: tuple[Any, ...]) -> None:
+def frame(message: tuple[Any, ...]) -> bytes:
+    """One message as bytes on the wire: a 4-byte length, then the pickle."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_HEADER.pack(len(data)) + data)
+    return _HEADER.pack(len(data)) + data
 
 
-class Reader:
-    """Reassembles frames from a blocking socket."""
+def send(sock: socket.socket, message: tuple[Any, ...]) -> None:
+    sock.sendall(frame(message))
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+
+class Frames:
+    """Reassembles messages from bytes as they arrive, however the bytes were cut."""
+
+    def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def receive(self) -> list[tuple[Any, ...]] | None:
-        """Block for one ``recv`` and return the frames it completed (possibly none);
-        ``None`` once the other end has closed."""
-        chunk = self._sock.recv(1 << 16)
-        if not chunk:
-            return None
-        self._buffer += chunk
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
+        """Add ``data``; return the messages it completed (possibly none)."""
+        self._buffer += data
         messages = []
         while len(self._buffer) >= _HEADER.size:
             (length,) = _HEADER.unpack_from(self._buffer)
             end = _HEADER.size + length
             if len(self._buffer) < end:
                 break
-            messages.append(pickle.loads(bytes(self._buffer[_HEADER.size:end])))
+            messages.append(pickle.loads(bytes(self._buffer[_HEADER.size : end])))
             del self._buffer[:end]
         return messages
+
+
+class Reader:
+    """Reads messages from a blocking socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._frames = Frames()
+
+    def receive(self) -> list[tuple[Any, ...]] | None:
+        """Block for one ``recv`` and return the messages it completed (possibly none);
+        ``None`` once the other end has closed."""
+        chunk = self._sock.recv(1 << 16)
+        if not chunk:
+            return None
+        return self._frames.feed(chunk)

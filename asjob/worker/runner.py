@@ -62,8 +62,10 @@ def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> Jo
         except Exception as exc:
             raise JobFailedError(
                 f"job {job_id}: the result of {function_name(call.fn)} "
-                f"(a {type(result).__qualname__}) cannot be sent back: {exc}", job_id,
-                type_name=type(exc).__qualname__, original_message=str(exc),
+                f"(a {type(result).__qualname__}) cannot be sent back: {exc}",
+                job_id,
+                type_name=type(exc).__qualname__,
+                original_message=str(exc),
             ) from None
     writer.flush_text()
     if transition(store, job_id, JobState.Completed, records=final):
@@ -74,4 +76,5 @@ def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> Jo
 def store_sink(store: Store, job_id: int) -> writers.Sink:
     def sink(stream: str, payload: bytes) -> None:
         store.append_records(job_id, [(stream, payload)])
+
     return sink

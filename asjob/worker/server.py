@@ -21,11 +21,7 @@ serves the detached ones until they end, then exits.
 from __future__ import annotations
 
 import contextlib
-import gc
-import importlib
 import os
-import select
-import signal
 import socket
 import sys
 import time
@@ -37,49 +33,30 @@ from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
 from . import protocol
+from .forking import ForkingServer, describe_exit, kill_group, preload, release_standard_streams
 from .process_main import run_worker
 
 
-def describe_exit(job_id: int, pid: int, status: int) -> str:
-    """How a worker ended, in words, from its wait status."""
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = "unknown signal"
-        how = f"was killed by signal {number} ({name})"
-    else:
-        how = f"exited with code {os.waitstatus_to_exitcode(status)}"
-    return f"job {job_id}: its worker process {pid} {how} without reporting an outcome"
-
-
-class ForkServer:
+class ForkServer(ForkingServer):
     def __init__(self, sock: socket.socket) -> None:
-        self._sock: socket.socket | None = sock
+        super().__init__(sock)
         self._reader = protocol.Reader(sock)
-        self._children: dict[int, tuple[int, bool]] = {}
+        self._store: SQLiteStore | None = None
         # read end of each worker's "outcome recorded" pipe -> job id
         self._done_pipes: dict[int, int] = {}
         # job id -> write end of the pipe its worker waits on before it runs
         self._go_pipes: dict[int, int] = {}
-        self._store: SQLiteStore | None = None
-        self._wake_r, wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(wake_w, False)
-        self._wake_w = wake_w
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        # The session decides when jobs stop; a terminal's Ctrl-C is for the session only.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     # -- set-up ------------------------------------------------------------------------------
 
     def _initialise(self, settings: dict[str, Any]) -> None:
+        from .. import plugins
+
         sys.path[:] = settings["sys_path"]
         self._store = SQLiteStore(settings["store"], initialise=False)
         self._fix_up_main(settings.get("main_path"), settings.get("main_name"))
-        self._preload(settings["modules"])
+        plugins.provider_packages()  # read once here, not in every worker
+        preload(settings["modules"])
 
     @staticmethod
     def _fix_up_main(path: str | None, name: str | None) -> None:
@@ -92,85 +69,36 @@ class ForkServer:
                 spawn._fixup_main_from_name(name)  # type: ignore[attr-defined]
             elif path:
                 spawn._fixup_main_from_path(path)  # type: ignore[attr-defined]
-        except BaseException:
+        except BaseException:  # a main that cannot load is the job's problem
             traceback.print_exc()
 
-    @staticmethod
-    def _preload(modules: list[str]) -> None:
-        from .. import plugins
+    # -- the session's messages --------------------------------------------------------------
 
-        for name in modules:
-            if name not in sys.modules:
-                try:
-                    importlib.import_module(name)
-                except BaseException:
-                    continue
-        plugins.provider_packages()
-        # Objects that exist now are shared with every worker: keep the collector from
-        # touching (and so copying) their pages in each child.
-        gc.freeze()
+    def receive(self, sock: socket.socket) -> list[tuple[Any, ...]] | None:
+        return self._reader.receive()
 
-    # -- the loop ----------------------------------------------------------------------------
-
-    def serve(self) -> None:
-        while self._sock is not None or self._children:
-            watched: list[Any] = [self._wake_r, *self._done_pipes]
-            if self._sock is not None:
-                watched.append(self._sock)
-            try:
-                readable, _, _ = select.select(watched, [], [])
-            except InterruptedError:
-                continue
-            if self._wake_r in readable:
-                self._drain_wakeups()
-            for fd in readable:
-                if fd in self._done_pipes:
-                    self._outcome_recorded(fd)
-            self._reap()
-            if self._sock is not None and self._sock in readable:
-                self._read_session()
-
-    def _drain_wakeups(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def _read_session(self) -> None:
-        assert self._sock is not None
-        try:
-            messages = self._reader.receive()
-        except OSError:
-            messages = None
-        if messages is None:
-            self._session_gone()
-            return
-        for message in messages:
-            self._handle(message)
-
-    def _handle(self, message: tuple[Any, ...]) -> None:
+    def handle(self, message: tuple[Any, ...]) -> None:
         verb = message[0]
         if verb == "init":
             self._initialise(message[1])
         elif verb == "preload":
-            self._preload(message[1])
+            preload(message[1])
         elif verb == "start":
             self._start(*message[1:])
         elif verb == "go":
             self._go(message[1], message[2])
 
-    def _send(self, message: tuple[Any, ...]) -> None:
-        if self._sock is not None:
-            # On an error the session has hung up, but what it sent before (its last "go") may
-            # still be unread: the read side ends the session once it has read everything.
-            with contextlib.suppress(OSError):
-                protocol.send(self._sock, message)
-
     # -- workers -----------------------------------------------------------------------------
 
-    def _start(self, job_id: int, payload: bytes, detached: bool, environ: dict[str, str],
-               cwd: str, log_levels: dict[str, int]) -> None:
+    def _start(
+        self,
+        job_id: int,
+        payload: bytes,
+        detached: bool,
+        environ: dict[str, str],
+        cwd: str,
+        log_levels: dict[str, int],
+    ) -> None:
         go_r, go_w = os.pipe()
         done_r, done_w = os.pipe()
         try:
@@ -178,13 +106,12 @@ class ForkServer:
         except OSError as exc:
             for fd in (go_r, go_w, done_r, done_w):
                 os.close(fd)
-            self._send(("start_failed", job_id, f"cannot start a worker process: {exc}"))
+            self.send(("start_failed", job_id, f"cannot start a worker process: {exc}"))
             return
         if pid == 0:
             os.close(go_w)
             os.close(done_r)
-            self._become_worker(job_id, payload, detached, environ, cwd, log_levels, go_r,
-                                done_w)
+            self._become_worker(job_id, payload, detached, environ, cwd, log_levels, go_r, done_w)
         os.close(go_r)
         os.close(done_w)
         self._done_pipes[done_r] = job_id
@@ -197,7 +124,7 @@ class ForkServer:
         self._go_pipes[job_id] = go_w
         # Now is the worker's creation time, to well within the second that pid-reuse checks
         # allow (asking /proc for it costs more than the rest of the start).
-        self._send(("started", job_id, pid, time.time()))
+        self.send(("started", job_id, pid, time.time()))
 
     def _go(self, job_id: int, run: bool) -> None:
         go_w = self._go_pipes.pop(job_id, None)
@@ -206,21 +133,23 @@ class ForkServer:
                 os.write(go_w, b"g" if run else b"n")
             os.close(go_w)
 
-    def _become_worker(self, job_id: int, payload: bytes, detached: bool,
-                       environ: dict[str, str], cwd: str, log_levels: dict[str, int],
-                       go: int, done: int) -> None:
+    def _become_worker(
+        self,
+        job_id: int,
+        payload: bytes,
+        detached: bool,
+        environ: dict[str, str],
+        cwd: str,
+        log_levels: dict[str, int],
+        go: int,
+        done: int,
+    ) -> None:
         code = 70
         try:
             os.setpgid(0, 0)
             if detached:
                 release_standard_streams()
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGCHLD, signal.SIGINT):
-                signal.signal(signum, signal.SIG_DFL)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            if self._sock is not None:
-                self._sock.close()
+            self.leave_server()
             for fd in (*self._done_pipes, *self._go_pipes.values()):
                 os.close(fd)
             if environ != os.environ:
@@ -236,32 +165,27 @@ class ForkServer:
                 os.write(done, b"d")
             else:
                 code = 0  # stopped before it began: nothing to run
-        except BaseException:
+        except BaseException:  # the worker must never return into the server loop
             traceback.print_exc()
         finally:
             os._exit(code)
 
-    def _outcome_recorded(self, fd: int) -> None:
+    def extra_fds(self) -> list[int]:
+        return list(self._done_pipes)
+
+    def fd_ready(self, fd: int) -> None:
         job_id = self._done_pipes.pop(fd)
         try:
             recorded = os.read(fd, 1) == b"d"
         finally:
             os.close(fd)
         if recorded:
-            self._send(("finished", job_id))
+            self.send(("finished", job_id))
 
-    def _reap(self) -> None:
-        while self._children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            job_id, _ = self._children.pop(pid, (None, False))
-            if job_id is not None:
-                self._record_exit(job_id, pid, status)
-                self._send(("exited", job_id, pid, status))
+    def child_exited(self, pid: int, key: Any, status: int) -> None:
+        job_id, _detached = key
+        self._record_exit(job_id, pid, status)
+        self.send(("exited", job_id, pid, status))
 
     def _record_exit(self, job_id: int, pid: int, status: int) -> None:
         assert self._store is not None
@@ -272,18 +196,19 @@ class ForkServer:
             if record.state is JobState.Stopping:
                 transition(self._store, job_id, JobState.Stopped)
                 return
-            lost = WorkerLostError(describe_exit(job_id, pid, status), job_id)
+            lost = WorkerLostError(
+                f"job {job_id}: its worker {describe_exit(pid, status)} without reporting "
+                "an outcome",
+                job_id,
+            )
             transition(self._store, job_id, JobState.Failed, reason=encode_failure(lost))
-        except Exception:
+        except Exception:  # a removed job or a store error must not end the server
             traceback.print_exc()
 
-    def _session_gone(self) -> None:
-        """The session ended: stop its jobs that are not detached (no orphan workers)."""
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+    def owner_gone(self) -> None:
+        """The session ended: stop its jobs that are not detached (no orphan workers). The
+        detached ones are served until they end; they and this server outlive the session."""
         release_standard_streams()
-        assert self._store is not None or not self._children
         for job_id in list(self._go_pipes):
             self._go(job_id, False)  # started, but the session never said go: it never will
             if self._store is not None:
@@ -294,23 +219,6 @@ class ForkServer:
             if self._store is not None:
                 transition(self._store, job_id, JobState.Stopping)
             kill_group(pid)
-
-
-def release_standard_streams() -> None:
-    """Point fds 0-2 at /dev/null. The server and detached workers outlive the session, and
-    holding its stdout would keep a shell's ``id=$(python start.py)`` or ``| tee`` waiting for
-    them. (Python-level output of a job is captured into its streams either way.)"""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-
-
-def kill_group(pid: int) -> None:
-    """SIGKILL a worker's process group (itself and the processes it started)."""
-    for kill in (os.killpg, os.kill):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            kill(pid, signal.SIGKILL)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from ...worker.dask_protocol import (
     UPDATE,
     Message,
 )
-from ...worker.server import describe_exit
+from ...worker.forking import describe_exit
 from . import routing
 
 
@@ -143,5 +143,8 @@ def _died(job_id: int, pid: int, status: int | None) -> WorkerLostError:
     if status is None:
         text = f"job {job_id}: its process {pid} on the Dask worker ended without an outcome"
     else:
-        text = describe_exit(job_id, pid, status)
+        text = (
+            f"job {job_id}: its process on the Dask worker, "
+            f"{describe_exit(pid, status)} without reporting an outcome"
+        )
     return WorkerLostError(text, job_id)
