@@ -1,16 +1,20 @@
-"""What a freshly forked worker process does: claim its job, run it, record the outcome."""
+"""What a forked worker process does: wait for its job, run it, record the outcome."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+from typing import Any
 
 from .. import capture, context
 from .. import writer as writers
 from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
+from . import protocol
+from .forking import release_standard_streams
 from .payload import loads_call
 from .runner import run_call, store_sink
 
@@ -21,13 +25,11 @@ def apply_log_levels(levels: dict[str, int]) -> None:
         logging.getLogger(name or None).setLevel(level)
 
 
-def run_worker(store_path: str, job_id: int, payload: bytes, log_levels: dict[str, int]) -> int:
+def run_worker(store: SQLiteStore, job_id: int, payload: bytes, log_levels: dict[str, int]) -> int:
     """Run job ``job_id`` (already marked Running by the fork server) in this process; return
     the exit code for the fork server."""
-    store = SQLiteStore(store_path, initialise=False)
     writer = writers.JobWriter(job_id, store_sink(store, job_id))
     writers.bind_process(writer)
-    capture.install_exclusive()
     apply_log_levels(log_levels)
     try:
         call = loads_call(payload)
@@ -42,3 +44,46 @@ def run_worker(store_path: str, job_id: int, payload: bytes, log_levels: dict[st
         with contextlib.suppress(Exception):
             stream.flush()
     return 0
+
+
+class _PipeReader:
+    """Messages from the fork server, read from this worker's job pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._frames = protocol.Frames()
+        self._pending: list[tuple[Any, ...]] = []
+
+    def next(self) -> tuple[Any, ...]:
+        while not self._pending:
+            data = os.read(self._fd, 1 << 16)
+            if not data:
+                os._exit(0)  # the server went away before this process had a job to run
+            self._pending.extend(self._frames.feed(data))
+        return self._pending.pop(0)
+
+
+def serve_one_job(store_path: str, job_r: int, done_w: int) -> int:
+    """A spare worker's life: wait for a job, then for "go" (the session has marked it
+    Running), run it, say "done" once its outcome is recorded. Returns the exit code."""
+    # What does not depend on the job is done while this process waits for one.
+    capture.install_exclusive()
+    store = SQLiteStore(store_path, initialise=False)
+    store.connect()
+    server = _PipeReader(job_r)
+    _, job_id, payload, detached, environ, cwd, log_levels = server.next()
+    if detached:
+        release_standard_streams()
+    if environ != os.environ:
+        os.environ.clear()
+        os.environ.update(environ)
+    if cwd != os.getcwd():
+        os.chdir(cwd)
+    _, run = server.next()
+    if not run:
+        return 0  # stopped before it began: nothing to run
+    code = run_worker(store, job_id, payload, log_levels)
+    # The outcome is in the store: the session may go on without waiting for this process
+    # to be torn down and reaped.
+    os.write(done_w, b"d")
+    return code

@@ -26,6 +26,7 @@ import socket
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import WorkerLostError
@@ -34,7 +35,17 @@ from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
 from . import protocol
 from .forking import ForkingServer, describe_exit, kill_group, preload, release_standard_streams
-from .process_main import run_worker
+from .process_main import serve_one_job
+
+
+@dataclass(frozen=True)
+class _Spare:
+    """A forked worker waiting for its job: its pipes, and when it was forked."""
+
+    pid: int
+    job_w: int
+    done_r: int
+    forked_at: float
 
 
 class ForkServer(ForkingServer):
@@ -42,6 +53,8 @@ class ForkServer(ForkingServer):
         super().__init__(sock)
         self._reader = protocol.Reader(sock)
         self._store: SQLiteStore | None = None
+        self._store_path = ""
+        self._spare: _Spare | None = None
         # read end of each worker's "outcome recorded" pipe -> job id
         self._done_pipes: dict[int, int] = {}
         # job id -> write end of the pipe its worker waits on before it runs
@@ -54,9 +67,11 @@ class ForkServer(ForkingServer):
 
         sys.path[:] = settings["sys_path"]
         self._store = SQLiteStore(settings["store"], initialise=False)
+        self._store_path = self._store.path
         self._fix_up_main(settings.get("main_path"), settings.get("main_name"))
         plugins.provider_packages()  # read once here, not in every worker
         preload(settings["modules"])
+        self._fork_spare()
 
     @staticmethod
     def _fix_up_main(path: str | None, name: str | None) -> None:
@@ -82,89 +97,90 @@ class ForkServer(ForkingServer):
         if verb == "init":
             self._initialise(message[1])
         elif verb == "preload":
+            self._retire_spare()
             preload(message[1])
+            self._fork_spare()
         elif verb == "start":
             self._start(*message[1:])
         elif verb == "go":
             self._go(message[1], message[2])
 
     # -- workers -----------------------------------------------------------------------------
+    #
+    # One spare worker is kept forked and waiting, so a job's start costs no fork: the spare
+    # gets the job over its pipe, the session is told "started", and the next spare is forked
+    # while the session marks the job Running. The pipe then carries "go" (the job is Running)
+    # or "no go" (it was stopped first); the worker's "done" pipe says its outcome is recorded.
 
-    def _start(
-        self,
-        job_id: int,
-        payload: bytes,
-        detached: bool,
-        environ: dict[str, str],
-        cwd: str,
-        log_levels: dict[str, int],
-    ) -> None:
-        go_r, go_w = os.pipe()
+    def _fork_spare(self) -> None:
+        job_r, job_w = os.pipe()
         done_r, done_w = os.pipe()
         try:
             pid = os.fork()
-        except OSError as exc:
-            for fd in (go_r, go_w, done_r, done_w):
+        except OSError:
+            for fd in (job_r, job_w, done_r, done_w):
                 os.close(fd)
-            self.send(("start_failed", job_id, f"cannot start a worker process: {exc}"))
-            return
+            return  # no spare: the next start forks on demand
         if pid == 0:
-            os.close(go_w)
+            os.close(job_w)
             os.close(done_r)
-            self._become_worker(job_id, payload, detached, environ, cwd, log_levels, go_r, done_w)
-        os.close(go_r)
+            self._become_worker(job_r, done_w)
+        os.close(job_r)
         os.close(done_w)
-        self._done_pipes[done_r] = job_id
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done by the child: whichever runs first wins the race
-        self._children[pid] = (job_id, detached)
-        # The session marks the job Running (with this pid) and then says "go": so start_job
-        # returns a Running job, the worker cannot record an outcome before that, and this
-        # process, whose pages every fork makes copy-on-write again, writes nothing.
-        self._go_pipes[job_id] = go_w
+        self._children[pid] = None  # no job yet
         # Now is the worker's creation time, to well within the second that pid-reuse checks
         # allow (asking /proc for it costs more than the rest of the start).
-        self.send(("started", job_id, pid, time.time()))
+        self._spare = _Spare(pid, job_w, done_r, time.time())
+
+    def _retire_spare(self) -> None:
+        """The spare predates modules just preloaded: replace it by one that has them."""
+        if self._spare is not None:
+            kill_group(self._spare.pid)
+            os.close(self._spare.job_w)
+            os.close(self._spare.done_r)
+            self._spare = None
+
+    def _start(self, job_id: int, *job: Any) -> None:
+        if self._spare is None:
+            self._fork_spare()
+        spare, self._spare = self._spare, None
+        if spare is None:
+            self.send(("start_failed", job_id, "cannot start a worker process (fork failed)"))
+            return
+        detached = job[1]
+        try:
+            os.write(spare.job_w, protocol.frame(("job", job_id, *job)))
+        except OSError as exc:  # the spare died (killed from outside): report, use a new one
+            os.close(spare.job_w)
+            os.close(spare.done_r)
+            self.send(("start_failed", job_id, f"the worker process was lost: {exc}"))
+            return
+        self._children[spare.pid] = (job_id, detached)
+        self._done_pipes[spare.done_r] = job_id
+        self._go_pipes[job_id] = spare.job_w
+        self.send(("started", job_id, spare.pid, spare.forked_at))
+        self._fork_spare()
 
     def _go(self, job_id: int, run: bool) -> None:
-        go_w = self._go_pipes.pop(job_id, None)
-        if go_w is not None:
+        job_w = self._go_pipes.pop(job_id, None)
+        if job_w is not None:
             with contextlib.suppress(OSError):  # the worker may have been killed meanwhile
-                os.write(go_w, b"g" if run else b"n")
-            os.close(go_w)
+                os.write(job_w, protocol.frame(("go", run)))
+            os.close(job_w)
 
-    def _become_worker(
-        self,
-        job_id: int,
-        payload: bytes,
-        detached: bool,
-        environ: dict[str, str],
-        cwd: str,
-        log_levels: dict[str, int],
-        go: int,
-        done: int,
-    ) -> None:
+    def _become_worker(self, job_r: int, done_w: int) -> None:
         code = 70
         try:
             os.setpgid(0, 0)
-            if detached:
-                release_standard_streams()
             self.leave_server()
-            for fd in (*self._done_pipes, *self._go_pipes.values()):
+            open_fds = [*self._done_pipes, *self._go_pipes.values()]
+            if self._spare is not None:
+                open_fds += [self._spare.job_w, self._spare.done_r]
+            for fd in open_fds:
                 os.close(fd)
-            if environ != os.environ:
-                os.environ.clear()
-                os.environ.update(environ)
-            if cwd != os.getcwd():
-                os.chdir(cwd)
-            assert self._store is not None
-            if os.read(go, 1) == b"g":
-                code = run_worker(self._store.path, job_id, payload, log_levels)
-                # The outcome is in the store: the session may go on without waiting for
-                # this process to be torn down and reaped.
-                os.write(done, b"d")
-            else:
-                code = 0  # stopped before it began: nothing to run
+            code = serve_one_job(self._store_path, job_r, done_w)
         except BaseException:  # the worker must never return into the server loop
             traceback.print_exc()
         finally:
@@ -183,6 +199,11 @@ class ForkServer(ForkingServer):
             self.send(("finished", job_id))
 
     def child_exited(self, pid: int, key: Any, status: int) -> None:
+        if key is None:
+            if self._spare is not None and self._spare.pid == pid:
+                self._retire_spare()  # killed from outside while waiting: fork another
+                self._fork_spare()
+            return
         job_id, _detached = key
         self._record_exit(job_id, pid, status)
         self.send(("exited", job_id, pid, status))
@@ -209,11 +230,15 @@ class ForkServer(ForkingServer):
         """The session ended: stop its jobs that are not detached (no orphan workers). The
         detached ones are served until they end; they and this server outlive the session."""
         release_standard_streams()
+        self._retire_spare()
         for job_id in list(self._go_pipes):
             self._go(job_id, False)  # started, but the session never said go: it never will
             if self._store is not None:
                 transition(self._store, job_id, JobState.Stopped)
-        for pid, (job_id, detached) in list(self._children.items()):
+        for pid, key in list(self._children.items()):
+            if key is None:
+                continue  # the spare, already killed
+            job_id, detached = key
             if detached:
                 continue
             if self._store is not None:
