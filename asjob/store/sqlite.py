@@ -177,10 +177,6 @@ class SQLiteStore:
 
     # -- connections -------------------------------------------------------------------------
 
-    def connect(self) -> None:
-        """Open this thread's connection now rather than on first use."""
-        self._connection()
-
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():

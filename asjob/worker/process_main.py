@@ -66,10 +66,7 @@ class _PipeReader:
 def serve_one_job(store_path: str, job_r: int, done_w: int) -> int:
     """A spare worker's life: wait for a job, then for "go" (the session has marked it
     Running), run it, say "done" once its outcome is recorded. Returns the exit code."""
-    # What does not depend on the job is done while this process waits for one.
-    capture.install_exclusive()
-    store = SQLiteStore(store_path, initialise=False)
-    store.connect()
+    capture.install_exclusive()  # needs no job: done while waiting for one
     server = _PipeReader(job_r)
     _, job_id, payload, detached, environ, cwd, log_levels = server.next()
     if detached:
@@ -79,6 +76,9 @@ def serve_one_job(store_path: str, job_r: int, done_w: int) -> int:
         os.environ.update(environ)
     if cwd != os.getcwd():
         os.chdir(cwd)
+    # The store is opened only once there is a job: a connection opened while waiting made
+    # no job faster and each of a hundred workers a megabyte larger.
+    store = SQLiteStore(store_path, initialise=False)
     _, run = server.next()
     if not run:
         return 0  # stopped before it began: nothing to run
