@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -200,13 +200,21 @@ class SQLiteStore:
                 raise StoreError(f"{self._path} is not an asjob job store ({exc})") from None
             raise
 
+    def _switch_to_wal(self) -> None:
+        conn = self._connection()
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+
     def _begin(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA busy_timeout=0")  # our pauses, not SQLite's, while queueing
+        self._retry_while_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+
+    def _retry_while_busy(self, attempt: Callable[[], object]) -> None:
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         pause = 0.0002
-        conn.execute("PRAGMA busy_timeout=0")  # our pauses, not SQLite's, while queueing
         while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                attempt()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
@@ -233,11 +241,11 @@ class SQLiteStore:
             conn.execute("COMMIT")
 
     def _initialise(self) -> None:
-        conn = self._connection()
         # WAL is a property of the file, so setting it once is enough; it cannot change
-        # inside a transaction.
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode=WAL")
+        # inside a transaction. Processes creating a new store at the same moment race to
+        # set it, and SQLite refuses the switch at once (no busy wait) while another holds a
+        # lock: retry like a writer.
+        self._retry_while_busy(self._switch_to_wal)
         with self._write() as conn:
             # executescript would commit the open transaction: run the statements one by one.
             for statement in filter(str.strip, _SCHEMA.split(";")):
