@@ -22,20 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
+from asjob.providers.azure.emulator.process import emulator_process
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000be4c4"
 POLLING_INTERVAL = 0.25
@@ -49,36 +47,6 @@ class Outcome:
     pss_mb: float | None
     tokens: int
     note: str = ""
-
-
-@contextmanager
-def emulator(operation_seconds: float) -> Iterator[str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "asjob.providers.azure.emulator",
-            "--port",
-            "0",
-            "--operation-seconds",
-            str(operation_seconds),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 30)
-        url = process.stdout.readline().strip() if ready else ""
-        if not url.startswith("http://"):
-            raise RuntimeError("the emulator did not start")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def token_requests(url: str) -> int:
@@ -237,7 +205,7 @@ def main() -> None:
     parser.add_argument("--sequential-sample", type=int, default=5)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as scratch, emulator(args.operation_seconds) as url:
+    with tempfile.TemporaryDirectory() as scratch, emulator_process(args.operation_seconds) as url:
         os.environ["ASJOB_STORE"] = os.path.join(scratch, "jobs.db")
         os.environ["ASJOB_CONTEXT_FILE"] = os.path.join(scratch, "context.json")
         os.environ["IDENTITY_ENDPOINT"] = f"{url}/msi/token"

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from asjob.providers.azure import AzureContext, CredentialReference, connect_azure
+from asjob.providers.azure.emulator.process import emulator_process
 from azure.mgmt.compute import ComputeManagementClient
 
 import asjob
@@ -35,39 +33,9 @@ EMULATOR_SUBSCRIPTION = "00000000-0000-0000-0000-00000000c0de"
 EMULATOR_OPERATION_SECONDS = 1.0
 
 
-@contextmanager
-def local_arm_endpoint() -> Iterator[str]:
-    """Start the local ARM emulator as a child process; yield its URL; stop it on the way out."""
-    emulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "asjob.providers.azure.emulator",
-            "--port",
-            "0",
-            "--operation-seconds",
-            str(EMULATOR_OPERATION_SECONDS),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert emulator.stdout is not None
-        ready, _, _ = select.select([emulator.stdout], [], [], 30)
-        url = emulator.stdout.readline().strip() if ready else ""
-        if not url.startswith("http://"):
-            raise RuntimeError("the local ARM endpoint did not start")
-        yield url
-    finally:
-        emulator.terminate()
-        try:
-            emulator.wait(10)
-        except subprocess.TimeoutExpired:
-            emulator.kill()
-            emulator.wait()
-        if emulator.stdout is not None:
-            emulator.stdout.close()
+def local_arm_endpoint() -> AbstractContextManager[str]:
+    """Start the local ARM emulator as a child process; its URL; stopped on the way out."""
+    return emulator_process(EMULATOR_OPERATION_SECONDS)
 
 
 def emulator_context(url: str) -> AzureContext:
