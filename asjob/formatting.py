@@ -37,16 +37,17 @@ def format_jobs(jobs: Iterable[Job[Any]]) -> str:
         " ".join(("-" * len(label)).ljust(width) for label, width in COLUMNS).rstrip(),
     ]
     for job in jobs:
+        record = job.record()
         lines.append(
             format_row(
                 (
-                    job.id,
-                    job.name,
-                    job.job_type_name,
-                    job.state,
-                    job.has_more_data,
-                    job.location,
-                    job.command,
+                    record.id,
+                    record.name,
+                    record.job_type_name,
+                    record.state,
+                    job.has_more_data_in(record),
+                    record.location,
+                    record.command,
                 )
             )
         )

@@ -77,12 +77,20 @@ class Job(Generic[T]):
             return self._final.state
         return self._record().state
 
-    @property
-    def has_more_data(self) -> bool:
-        record = self._record()
+    def record(self) -> JobRecord:
+        """Everything the store holds on the job, in one read (each property reads it anew:
+        take this when showing or filtering on several of them)."""
+        return self._record()
+
+    def has_more_data_in(self, record: JobRecord) -> bool:
+        """``has_more_data`` as of ``record`` (a parent asks its children)."""
         if record.output_mode == CHILDREN:
             return any(child.has_more_data for child in self.child_jobs)
         return record.has_more_data
+
+    @property
+    def has_more_data(self) -> bool:
+        return self.has_more_data_in(self._record())
 
     @property
     def location(self) -> str:

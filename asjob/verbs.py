@@ -98,10 +98,6 @@ def _as_list(value: Any) -> list[Any]:
     return list(value)
 
 
-def _stamp(moment: datetime) -> float:
-    return moment.timestamp()
-
-
 def get_job(
     id: int | Sequence[int] | None = None,
     name: str | Sequence[str] | None = None,
@@ -167,26 +163,28 @@ def _filter(
 ) -> list[Job[Any]]:
     states = {JobState(str(s)) for s in _as_list(state)}
     commands = _as_list(command)
+    if not (states or commands or has_more_data is not None or before or after or newest):
+        return jobs
+    # One store read per job for every filter, not one per property.
+    kept = [(j, j.record()) for j in jobs]
     if states:
-        jobs = [j for j in jobs if j.state in states]
+        kept = [(j, r) for j, r in kept if r.state in states]
     if commands:
-        jobs = [j for j in jobs if _matches(j.command, commands)]
+        kept = [(j, r) for j, r in kept if _matches(r.command, commands)]
     if has_more_data is not None:
-        jobs = [j for j in jobs if j.has_more_data == has_more_data]
+        kept = [(j, r) for j, r in kept if j.has_more_data_in(r) == has_more_data]
     if before is not None or after is not None or newest is not None:
-        ended = [(j, j.end_time) for j in jobs]
         kept = [
-            (j, end)
-            for j, end in ended
-            if end is not None
-            and (before is None or _stamp(end) < _stamp(before))
-            and (after is None or _stamp(end) > _stamp(after))
+            (j, r)
+            for j, r in kept
+            if r.end_time is not None
+            and (before is None or r.end_time < before.timestamp())
+            and (after is None or r.end_time > after.timestamp())
         ]
         if newest is not None:
-            by_end = sorted(kept, key=lambda pair: _stamp(pair[1]))
-            kept = by_end[-newest:] if newest > 0 else []
-        jobs = sorted((j for j, _ in kept), key=lambda j: j.id)
-    return jobs
+            by_end = sorted(kept, key=lambda pair: pair[1].end_time or 0.0)
+            kept = sorted(by_end[-newest:] if newest > 0 else [], key=lambda pair: pair[0].id)
+    return [j for j, _ in kept]
 
 
 # -- Wait-Job ----------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ class ForkServerClient:
         self._sock: socket.socket | None = None
         self._server_pid: int | None = None
         self._sent_modules: set[str] = set()
+        self._modules_seen = 0  # len(sys.modules) when last compared with what was sent
         self.workers: dict[int, _Worker] = {}
 
     def _ensure_server(self) -> socket.socket:
@@ -131,7 +132,12 @@ class ForkServerClient:
         with self._lock:
             sock = self._ensure_server()
             self.workers[job_id] = worker
-            new_modules = [m for m in _importable_modules() if m not in self._sent_modules]
+            # A start need not walk the thousand entries of sys.modules when their number has
+            # not changed (a miss only costs a worker an import, never a wrong result).
+            new_modules = []
+            if len(sys.modules) != self._modules_seen:
+                self._modules_seen = len(sys.modules)
+                new_modules = [m for m in _importable_modules() if m not in self._sent_modules]
             if new_modules:
                 self._sent_modules.update(new_modules)
                 with self._send_lock:
