@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -30,56 +26,11 @@ if ROOT not in sys.path:
 
 import asjob  # noqa: E402
 from asjob.kinds.dask import DaskKind  # noqa: E402
+from asjob.kinds.dask.loopback import loopback_cluster  # noqa: E402
 from bench.noop import noop, sleep  # noqa: E402
 
 TARGET_RATIO = 1.5
 WORKERS = 2
-
-
-@contextlib.contextmanager
-def local_cluster(threads: int) -> Iterator[str]:
-    """A ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1."""
-    dask = str(Path(sys.executable).with_name("dask"))
-    loopback = ["--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])),
-    }  # workers import bench.noop
-    with tempfile.TemporaryDirectory(prefix="asjob-bench-") as scratch:
-        scheduler_file = Path(scratch, "scheduler.json")
-        processes: list[subprocess.Popen[bytes]] = []
-
-        def start(*args: str) -> None:
-            processes.append(
-                subprocess.Popen(
-                    [dask, *args, *loopback],
-                    env=env,
-                    cwd=ROOT,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-
-        try:
-            start("scheduler", "--port", "0", "--scheduler-file", str(scheduler_file))
-            while not scheduler_file.exists() or not scheduler_file.read_text().strip():
-                if processes[0].poll() is not None:
-                    raise RuntimeError("the Dask scheduler did not start")
-                time.sleep(0.05)
-            address = str(json.loads(scheduler_file.read_text())["address"])
-            for _ in range(WORKERS):
-                start("worker", address, "--nthreads", str(threads), "--local-directory", scratch)
-            yield address
-        finally:
-            for process in reversed(processes):
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
 
 
 def _figures(samples: list[float]) -> dict[str, float]:
@@ -112,7 +63,16 @@ def main() -> None:
 
     asjob.use_store(asjob.SQLiteStore(os.path.join(tempfile.mkdtemp(), "jobs.db")))
     with contextlib.ExitStack() as stack:
-        address = args.scheduler or stack.enter_context(local_cluster(max(2, args.jobs)))
+        # Workers import bench.noop: they run from the repository, with it on their path.
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])),
+        }
+        address = args.scheduler or (
+            stack.enter_context(
+                loopback_cluster(WORKERS, max(2, args.jobs), env=env, cwd=ROOT)
+            ).address
+        )
         client = stack.enter_context(Client(address, set_as_default=False, timeout=30))
         client.wait_for_workers(WORKERS if not args.scheduler else 1, timeout=60)
         kind = DaskKind(address)

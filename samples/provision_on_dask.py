@@ -17,15 +17,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from azure.mgmt.compute import ComputeManagementClient
@@ -44,64 +38,10 @@ from provision_vms import (
 
 import asjob
 from asjob.kinds.dask import SCHEDULER_ENV, DaskKind
+from asjob.kinds.dask.loopback import loopback_cluster
 
 WORKERS = 2
 THREADS_PER_WORKER = 8  # provisioning jobs mostly wait on Azure: a thread each
-
-
-@contextlib.contextmanager
-def local_dask_cluster() -> Iterator[str]:
-    """A ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1; yield the address."""
-    dask = str(Path(sys.executable).with_name("dask"))
-    loopback = ["--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
-    with tempfile.TemporaryDirectory(prefix="asjob-dask-") as scratch:
-        scheduler_file = Path(scratch, "scheduler.json")
-        processes: list[subprocess.Popen[bytes]] = []
-
-        def start(*args: str) -> None:
-            processes.append(
-                subprocess.Popen(
-                    [dask, *args, *loopback],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-
-        try:
-            start("scheduler", "--port", "0", "--scheduler-file", str(scheduler_file))
-            deadline = time.monotonic() + 60
-            while not scheduler_file.exists() or not scheduler_file.read_text().strip():
-                if time.monotonic() > deadline or processes[0].poll() is not None:
-                    raise RuntimeError("the Dask scheduler did not start")
-                time.sleep(0.05)
-            address = str(json.loads(scheduler_file.read_text())["address"])
-            for _ in range(WORKERS):
-                start(
-                    "worker",
-                    address,
-                    "--nthreads",
-                    str(THREADS_PER_WORKER),
-                    "--local-directory",
-                    scratch,
-                )
-            yield address
-        finally:
-            for process in reversed(processes):  # workers first, then the scheduler
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-
-
-def wait_for_workers(address: str) -> None:
-    from distributed import Client
-
-    with Client(address, set_as_default=False, timeout=30) as client:
-        client.wait_for_workers(WORKERS, timeout=60)
 
 
 def provision(
@@ -150,8 +90,8 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         address = args.scheduler
         if not address:
-            address = stack.enter_context(local_dask_cluster())
-            wait_for_workers(address)
+            cluster = stack.enter_context(loopback_cluster(WORKERS, THREADS_PER_WORKER))
+            address = cluster.address
             print(f"Started a local Dask cluster at {address} ({WORKERS} workers)")
         kind = DaskKind(address)
         subscription = os.environ.get("AZURE_SUBSCRIPTION_ID")

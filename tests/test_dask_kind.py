@@ -23,6 +23,7 @@ import asjob
 from asjob import JobState
 from asjob.errors import RemoteTraceback
 from asjob.kinds.dask import DaskKind
+from asjob.kinds.dask.loopback import LoopbackCluster, stop_loopback_cluster
 from asjob.session import Session
 from tests import daskfuncs as d
 from tests import jobfuncs as f
@@ -32,19 +33,19 @@ pytestmark = pytest.mark.filterwarnings("always::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[d.LocalCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackCluster]:
     running = d.start_cluster(tmp_path_factory.mktemp("dask"))
     yield running
-    d.stop_cluster(running)
+    stop_loopback_cluster(running)
 
 
 @pytest.fixture
-def dask(cluster: d.LocalCluster, session: Session) -> DaskKind:
+def dask(cluster: LoopbackCluster, session: Session) -> DaskKind:
     """The kind, on the module's cluster, for a test with a fresh session and store."""
     return DaskKind(cluster.address)
 
 
-def _workers(cluster: d.LocalCluster) -> set[str]:
+def _workers(cluster: LoopbackCluster) -> set[str]:
     return set(d.wait_for_workers(cluster.address, 2))
 
 
@@ -86,7 +87,7 @@ def _python(code: str, store: Path, timeout: float = 60) -> subprocess.Completed
 # -- results and failures ------------------------------------------------------------------------
 
 
-def test_result_comes_back_from_a_worker(dask: DaskKind, cluster: d.LocalCluster) -> None:
+def test_result_comes_back_from_a_worker(dask: DaskKind, cluster: LoopbackCluster) -> None:
     job = asjob.start_job(f.add, 2, 3, kind=dask)
     assert job.state is JobState.Running  # handed to the cluster
     assert job.receive(wait=True) == 5
@@ -167,7 +168,7 @@ def test_wait_any_and_timeout(dask: DaskKind) -> None:
     assert asjob.receive_job([slow, fast]) == ["slow", "fast"]
 
 
-def test_map_spreads_over_the_workers(cluster: d.LocalCluster, session: Session) -> None:
+def test_map_spreads_over_the_workers(cluster: LoopbackCluster, session: Session) -> None:
     ten_times = asjob.as_job(f.maybe_fail, kind=DaskKind(cluster.address))
     parent = ten_times.map(range(40))
     assert parent.receive(wait=True) == [x * 10 for x in range(40)]
@@ -178,7 +179,7 @@ def test_map_spreads_over_the_workers(cluster: d.LocalCluster, session: Session)
 
 
 def test_the_context_travels_but_its_secret_stays_out_of_keys_logs_and_environments(
-    dask: DaskKind, cluster: d.LocalCluster
+    dask: DaskKind, cluster: LoopbackCluster
 ) -> None:
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     job = asjob.start_job(d.context_secret, context=d.SecretContext(secret), kind=dask)
@@ -198,7 +199,7 @@ def test_the_context_travels_but_its_secret_stays_out_of_keys_logs_and_environme
 
 
 def test_stop_kills_the_job_process_but_not_the_worker(
-    dask: DaskKind, cluster: d.LocalCluster, tmp_path: Path
+    dask: DaskKind, cluster: LoopbackCluster, tmp_path: Path
 ) -> None:
     started = tmp_path / "started"
     before = d.worker_pids(cluster.address)
@@ -237,7 +238,7 @@ def test_stop_a_job_still_queued_on_the_cluster(dask: DaskKind, tmp_path: Path) 
 
 
 def test_a_detached_job_is_received_by_another_process(
-    dask: DaskKind, cluster: d.LocalCluster, store_path: Path
+    dask: DaskKind, cluster: LoopbackCluster, store_path: Path
 ) -> None:
     started = _python(
         f"""
@@ -261,7 +262,7 @@ def test_a_detached_job_is_received_by_another_process(
 
 
 def test_an_ending_session_stops_its_jobs_on_the_cluster(
-    cluster: d.LocalCluster, store_path: Path, tmp_path: Path
+    cluster: LoopbackCluster, store_path: Path, tmp_path: Path
 ) -> None:
     started = tmp_path / "started"
     result = _python(
@@ -286,7 +287,7 @@ def test_an_ending_session_stops_its_jobs_on_the_cluster(
 
 
 def test_a_job_is_stopped_from_another_process(
-    dask: DaskKind, cluster: d.LocalCluster, store_path: Path, tmp_path: Path
+    dask: DaskKind, cluster: LoopbackCluster, store_path: Path, tmp_path: Path
 ) -> None:
     started = tmp_path / "started"
     job = asjob.start_job(d.note_start_and_sleep, str(started), 60, kind=dask)
@@ -300,7 +301,7 @@ def test_a_job_is_stopped_from_another_process(
 
 
 def test_a_job_with_provider_resume_data_can_still_be_stopped_from_another_process(
-    dask: DaskKind, cluster: d.LocalCluster, store_path: Path
+    dask: DaskKind, cluster: LoopbackCluster, store_path: Path
 ) -> None:
     provided = json.dumps({"provider": "example", "continuation_token": "t"})
     job = asjob.start_job(d.record_resume_data_and_sleep, provided, 60, kind=dask)
@@ -314,7 +315,7 @@ def test_a_job_with_provider_resume_data_can_still_be_stopped_from_another_proce
 
 
 def test_a_crashed_session_leaves_no_job_running(
-    cluster: d.LocalCluster, store_path: Path, tmp_path: Path
+    cluster: LoopbackCluster, store_path: Path, tmp_path: Path
 ) -> None:
     started = tmp_path / "started"
     result = _python(
@@ -340,7 +341,7 @@ def test_a_crashed_session_leaves_no_job_running(
 
 
 def test_kind_dask_takes_the_scheduler_from_the_environment(
-    cluster: d.LocalCluster, session: Session, monkeypatch: pytest.MonkeyPatch
+    cluster: LoopbackCluster, session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ASJOB_DASK_SCHEDULER", cluster.address)
     assert asjob.start_job(f.add, 20, 22, kind="dask").receive(wait=True) == 42
@@ -360,7 +361,7 @@ def test_without_the_dask_extra_the_error_says_what_to_install(
     assert asjob.get_job() == []
 
 
-def test_nothing_is_left_on_the_cluster(cluster: d.LocalCluster) -> None:
+def test_nothing_is_left_on_the_cluster(cluster: LoopbackCluster) -> None:
     """What earlier tests' jobs used on the scheduler (claims, published tasks, queues) is gone
     once they have ended."""
 
@@ -391,7 +392,7 @@ def test_nothing_is_left_on_the_cluster(cluster: d.LocalCluster) -> None:
 
 
 def test_a_worker_that_dies_fails_its_job_which_is_not_run_again(
-    dask: DaskKind, cluster: d.LocalCluster, tmp_path: Path
+    dask: DaskKind, cluster: LoopbackCluster, tmp_path: Path
 ) -> None:
     started = tmp_path / "started"
     job = asjob.start_job(d.note_start_and_sleep, str(started), 60, kind=dask)
