@@ -11,45 +11,45 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .call import Call, map_command_text
 from .context import resolve_context
 from .job import Job
-from .launching import commit, prepare
-from .session import current_session
+from .launching import Prepared, commit, prepare
+from .session import Session, current_session
 from .states import JobState, transition
 from .store.base import CHILDREN, NewJob
+from .throttle import Throttle
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class JobOptions:
+    """How the jobs of one decorated function start (the keywords of :func:`as_job`)."""
+
+    name: str | None = None
+    kind: Any = "process"
+    context: Any = None
+    throttle_limit: int | None = None
+    detach: bool = False
+    working_directory: str | os.PathLike[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.throttle_limit is not None and self.throttle_limit < 1:
+            raise ValueError(f"throttle_limit must be at least 1, not {self.throttle_limit}")
+
+
 class AsJobFunction(Generic[P, T]):
     """A function (or bound method) whose calls run as background jobs."""
 
-    def __init__(
-        self,
-        fn: Callable[P, T],
-        *,
-        name: str | None = None,
-        kind: Any = "process",
-        context: Any = None,
-        throttle_limit: int | None = None,
-        detach: bool = False,
-        working_directory: str | os.PathLike[str] | None = None,
-    ) -> None:
-        if throttle_limit is not None and throttle_limit < 1:
-            raise ValueError(f"throttle_limit must be at least 1, not {throttle_limit}")
+    def __init__(self, fn: Callable[P, T], options: JobOptions = JobOptions()) -> None:
         functools.update_wrapper(self, fn)
         self.__wrapped__ = fn
-        self.__asjob_function__ = fn
-        self.job_name = name
-        self.kind = kind
-        self.context = context
-        self.throttle_limit = throttle_limit
-        self.detach = detach
-        self.working_directory = working_directory
+        self.options = options
 
     def __repr__(self) -> str:
         return f"<as_job {getattr(self.__wrapped__, '__qualname__', self.__wrapped__)!r}>"
@@ -58,36 +58,29 @@ class AsJobFunction(Generic[P, T]):
         # Decorating a method in a class body: bind like a function would.
         if instance is None:
             return self
-        bound = self.__wrapped__.__get__(instance, owner)
-        return AsJobFunction(
-            bound,
-            name=self.job_name,
-            kind=self.kind,
-            context=self.context,
-            throttle_limit=self.throttle_limit,
-            detach=self.detach,
-            working_directory=self.working_directory,
-        )
+        return AsJobFunction(self.__wrapped__.__get__(instance, owner), self.options)
 
-    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
-        return Call(self.__wrapped__, args, kwargs, context=resolve_context(self.context))
+    def _prepare(self, session: Session, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prepared:
+        options = self.options
+        call = Call(self.__wrapped__, args, kwargs, context=resolve_context(options.context))
+        return prepare(
+            session,
+            call,
+            name=options.name,
+            kind=options.kind,
+            working_directory=options.working_directory,
+            detach=options.detach,
+        )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Job[T]:
         session = current_session()
-        prepared = prepare(
-            session,
-            self._call(args, kwargs),
-            name=self.job_name,
-            kind=self.kind,
-            working_directory=self.working_directory,
-            detach=self.detach,
-        )
+        prepared = self._prepare(session, args, kwargs)
         return commit(session, prepared, throttle=self._throttle(session))
 
-    def _throttle(self, session: Any) -> Any:
-        if self.throttle_limit is None:
+    def _throttle(self, session: Session) -> Throttle | None:
+        if self.options.throttle_limit is None:
             return None
-        return session.throttle(self.__wrapped__, self.throttle_limit)
+        return session.throttle(self.__wrapped__, self.options.throttle_limit)
 
     def map(self, items: Iterable[Any]) -> Job[list[T]]:
         """Start one child job per item (``fn(item)``) under one parent job.
@@ -98,27 +91,17 @@ class AsJobFunction(Generic[P, T]):
         """
         session = current_session()
         values = list(items)
-        prepared = [
-            prepare(
-                session,
-                self._call((item,), {}),
-                name=self.job_name,
-                kind=self.kind,
-                working_directory=self.working_directory,
-                detach=self.detach,
-            )
-            for item in values
-        ]
+        prepared = [self._prepare(session, (item,), {}) for item in values]
         template = prepared[0] if prepared else None
         parent = session.store.create_job(
             NewJob(
-                name=self.job_name or "",
+                name=self.options.name or "",
                 command=map_command_text(self.__wrapped__, values),
                 job_type_name=template.job_type_name if template else "BackgroundJob",
                 kind=template.kind.name if template else "process",
                 session_id=session.id,
                 output_mode=CHILDREN,
-                detached=self.detach,
+                detached=self.options.detach,
                 host_pid=os.getpid(),
             )
         )
@@ -130,6 +113,15 @@ class AsJobFunction(Generic[P, T]):
             commit(session, child, parent_id=parent.id, position=position, throttle=throttle)
         handle: Job[list[T]] = session.handle(session.store.get_job(parent.id))
         return handle
+
+
+def unwrap_job_function(fn: Callable[..., T]) -> Callable[..., T]:
+    """The undecorated function of an ``@as_job`` function (so ``start_job`` of one runs the
+    function, not a job that starts a job); any other callable as it is."""
+    if isinstance(fn, AsJobFunction):
+        wrapped: Callable[..., T] = fn.__wrapped__
+        return wrapped
+    return fn
 
 
 @overload
@@ -176,15 +168,9 @@ def as_job(
     ``throttle_limit=N`` runs at most N of this function's jobs at once.
     """
 
+    options = JobOptions(name, kind, context, throttle_limit, detach, working_directory)
+
     def decorate(function: Callable[P, T]) -> AsJobFunction[P, T]:
-        return AsJobFunction(
-            function,
-            name=name,
-            kind=kind,
-            context=context,
-            throttle_limit=throttle_limit,
-            detach=detach,
-            working_directory=working_directory,
-        )
+        return AsJobFunction(function, options)
 
     return decorate if fn is None else decorate(fn)

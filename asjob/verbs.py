@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from . import records as r
 from .call import Call
+from .decorator import unwrap_job_function
 from .errors import InvalidJobStateError, JobNotFinishedError, JobNotFoundError
 from .failures import decode_failure
 from .job import Job
@@ -70,7 +71,7 @@ def start_job(
     A ``process`` job is Running when this returns. ``init`` runs in the worker before ``fn``.
     ``detach=True`` lets the job outlive this interpreter; otherwise it is stopped at exit.
     """
-    fn = getattr(fn, "__asjob_function__", fn)
+    fn = unwrap_job_function(fn)
     from .context import resolve_context
 
     call = Call(fn, args, kwargs, init=init, context=resolve_context(context))

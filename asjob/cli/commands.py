@@ -18,6 +18,7 @@ import asjob
 
 from ..call import Call
 from ..context import resolve_context
+from ..decorator import unwrap_job_function
 from ..job import Job
 from ..launching import start_call
 from ..session import current_session
@@ -156,7 +157,7 @@ def start(
     values = [parse_value(arg) for arg in args]
     kwargs = dict(parse_keyword(keyword) for keyword in keywords)
     check_call(fn, function, values, kwargs)
-    fn = getattr(fn, "__asjob_function__", fn)
+    fn = unwrap_job_function(fn)
     # Through a Call rather than start_job, so that the function's own parameters may be
     # called name or kind.
     call = Call(fn, tuple(values), kwargs, context=resolve_context(None))

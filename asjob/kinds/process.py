@@ -2,9 +2,11 @@
 
 ::
 
-    caller thread ──start──► ForkServerClient ══socket══► fork server ──fork──► worker
-                                 ▲ reader thread: "started" → job Running (pid recorded)
-                                 │                "exited"  → session.job_finished
+    caller thread ──"start"──► ForkServerClient ══socket══► fork server ──job──► spare worker
+                                   ▲ reader thread: "started" → job Running (pid recorded),
+                                   │                            then "go" to the worker
+                                   │                "finished" → session.job_finished
+                                   │                "exited"   → the worker is gone
     stop_job ── SIGKILL the worker's process group (and any descendant) ── wait for "exited"
 
 The fork server is started on the first job, with the caller's ``sys.path``, its ``__main__``

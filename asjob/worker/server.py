@@ -5,11 +5,11 @@ has already imported the caller's modules costs milliseconds and shares their me
 
 ::
 
-    session ──"start"──► fork server ──fork──► worker (own process group)
-       ▲                    │   ▲                 │ writes state, streams, result
-       │                    │   └── SIGCHLD ◄─────┘ to the store, then exits
-       └──"started"/"exited"┘
-              (exit status)
+    session ──"start"──► fork server ──job, then "go"──► spare worker (own process group,
+       ▲                    │  ▲  ▲                      forked ahead of need)
+       │                    │  │  └──── "done" ───────── outcome written to the store
+       │                    │  └─────── SIGCHLD ───────── exited
+       └─"started"/"finished"/"exited" (with the exit status)
 
 The server is the workers' parent, so it alone learns how each one really ended: a worker that
 exits without having recorded an outcome (killed, crashed, ``os._exit``) is marked Failed with
