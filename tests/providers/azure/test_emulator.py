@@ -26,30 +26,11 @@ from azure.mgmt.compute.models import (
     VirtualMachineUpdate,
 )
 
+from tests.providers.azure.azurefuncs import point_identity_at
+
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 GROUP = "rg-test"
 LOCATION = "westus"
-
-# Variables that would steer DefaultAzureCredential (or the HTTP stack) anywhere but the emulator.
-_FOREIGN_ENVIRONMENT = [
-    "AZURE_CLIENT_ID",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_USERNAME",
-    "AZURE_PASSWORD",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-]
 
 
 class AllowHttp(SansIOHTTPPolicy):  # type: ignore[type-arg]
@@ -69,12 +50,7 @@ def emulator() -> Iterator[ArmEmulator]:
 def credential(
     emulator: ArmEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DefaultAzureCredential]:
-    for name in _FOREIGN_ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("IDENTITY_ENDPOINT", emulator.identity_endpoint)
-    monkeypatch.setenv("IDENTITY_HEADER", "any-secret")
-    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "ManagedIdentityCredential")
+    point_identity_at(emulator, monkeypatch)
     with DefaultAzureCredential() as credential:
         yield credential
 
