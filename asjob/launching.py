@@ -92,6 +92,7 @@ def commit(
     position: int = 0,
     throttle: Throttle | None = None,
 ) -> Job[Any]:
+    at_once = throttle is None and prepared.kind.runs_on_creation
     record = session.store.create_job(
         NewJob(
             name=prepared.name,
@@ -104,6 +105,8 @@ def commit(
             position=position,
             detached=prepared.options.detached,
             host_pid=os.getpid(),
+            state=JobState.Running if at_once else JobState.NotStarted,
+            host_started=session.process_started if at_once else None,
         )
     )
     job = session.handle(record)

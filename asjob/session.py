@@ -16,6 +16,8 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from .errors import AsJobError, BackendUnavailableError, InvalidJobStateError
 from .store import Store, open_store
 from .store.base import JobRecord
@@ -51,6 +53,8 @@ class Session:
         self._handles: weakref.WeakValueDictionary[int, Job[Any]] = weakref.WeakValueDictionary()
         self._remote: dict[int, str] = {}  # detached jobs of remote kinds: id -> kind name
         self._closed = False
+        # With the pid, what tells this process from a later one that reuses its pid.
+        self.process_started = psutil.Process().create_time()
 
     def __repr__(self) -> str:
         return f"<Session {self.id} store={self.store!r}>"

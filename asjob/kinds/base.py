@@ -24,6 +24,10 @@ class LaunchOptions:
 class Kind(Protocol):
     name: str
     job_type_name: str
+    # True for a kind whose launch starts the work at once in this process (a thread): its
+    # jobs are created Running, one store write instead of two. Others mark a job Running
+    # once their worker has it.
+    runs_on_creation: bool
 
     def prepare(self, call: Call, options: LaunchOptions) -> Any:
         """Check and pack the call before any record exists: raise ``TypeError``/``ValueError``

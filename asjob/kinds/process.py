@@ -276,6 +276,7 @@ def process_gone(pid: int, started: float | None) -> bool:
 class ProcessKind:
     name = "process"
     job_type_name = "BackgroundJob"
+    runs_on_creation = False
 
     def __init__(self, session: Session) -> None:
         self._session = session

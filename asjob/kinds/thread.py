@@ -12,8 +12,6 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from ..call import Call
 from ..states import JobState, transition
 from ..store.base import JobRecord
@@ -28,15 +26,20 @@ if TYPE_CHECKING:
 class ThreadKind:
     name = "thread"
     job_type_name = "ThreadJob"
+    runs_on_creation = True
 
     def __init__(self, session: Session) -> None:
         self._session = session
         self._writers: dict[int, JobWriter] = {}
         self._lock = threading.Lock()
-        self._process_started = psutil.Process().create_time()
 
     def prepare(self, call: Call, options: LaunchOptions) -> Call:
-        if os.path.realpath(options.working_directory) != os.path.realpath(os.getcwd()):
+        here = os.getcwd()
+        # realpath only when the strings differ: each of its lstat calls gives up the GIL,
+        # and a start among a hundred busy job threads waits to get it back each time.
+        if options.working_directory != here and os.path.realpath(
+            options.working_directory
+        ) != os.path.realpath(here):
             raise ValueError(
                 "thread jobs share the caller's working directory: "
                 f"cannot run one in {options.working_directory!r}; use kind='process'"
@@ -55,12 +58,12 @@ class ThreadKind:
         )
         with self._lock:
             self._writers[record.id] = writer
-        if not transition(
+        if record.state is JobState.NotStarted and not transition(
             session.store,
             record.id,
             JobState.Running,
             host_pid=os.getpid(),
-            host_started=self._process_started,
+            host_started=session.process_started,
         ):
             self._finished(record.id)
             return

@@ -46,6 +46,39 @@ class NewJob:
     detached: bool = False
     host_pid: int | None = None
     instance_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # A kind that runs the job as soon as it exists creates it Running, in one write.
+    state: JobState = JobState.NotStarted
+    host_started: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in (JobState.NotStarted, JobState.Running):
+            raise ValueError(f"a new job is NotStarted or Running, not {self.state}")
+
+    def record(self, job_id: int, created: float) -> JobRecord:
+        """The record a store holds for this job once created as ``job_id`` at ``created``."""
+        return JobRecord(
+            id=job_id,
+            instance_id=self.instance_id,
+            name=self.name or f"Job{job_id}",
+            command=self.command,
+            job_type_name=self.job_type_name,
+            kind=self.kind,
+            location=self.location,
+            state=self.state,
+            session_id=self.session_id,
+            parent_id=self.parent_id,
+            position=self.position,
+            output_mode=self.output_mode,
+            detached=self.detached,
+            host_pid=self.host_pid,
+            host_started=self.host_started,
+            created=created,
+            begin_time=created if self.state is JobState.Running else None,
+            end_time=None,
+            reason=None,
+            resume_data=None,
+            unreceived=0,
+        )
 
 
 @dataclass(frozen=True)

@@ -40,30 +40,10 @@ class MemoryStore:
     def create_job(self, new: NewJob) -> JobRecord:
         with self._lock:
             job_id = next(self._ids)
-            record = JobRecord(
-                id=job_id,
-                instance_id=new.instance_id,
-                name=new.name or f"Job{job_id}",
-                command=new.command,
-                job_type_name=new.job_type_name,
-                kind=new.kind,
-                location=new.location,
-                state=JobState.NotStarted,
-                session_id=new.session_id,
-                parent_id=new.parent_id,
-                position=new.position,
-                output_mode=new.output_mode,
-                detached=new.detached,
-                host_pid=new.host_pid,
-                host_started=None,
-                created=now(),
-                begin_time=None,
-                end_time=None,
-                reason=None,
-                resume_data=None,
-                unreceived=0,
-            )
+            record = new.record(job_id, now())
             self._jobs[job_id] = record
+            if new.parent_id is not None and new.state is JobState.Running:
+                self._settle_parent(new.parent_id, new.state)
             return record
 
     def get_job(self, job_id: int) -> JobRecord:

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ..errors import JobNotFoundError, StoreError
 from ..states import JobState
@@ -35,8 +35,11 @@ from .base import (
     settled_parent_state,
 )
 
+_T = TypeVar("_T")
+
 BUSY_TIMEOUT_S = 30.0
-# Readers never wait for writers in WAL mode; this only covers rare moments such as a WAL reset.
+# Readers never wait for writers in WAL mode; this only covers rare moments such as a WAL reset
+# or recovery by a process opening the file.
 READ_BUSY_TIMEOUT_S = 5.0
 
 _SCHEMA = """
@@ -180,11 +183,10 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
+            # No busy wait inside SQLite: writers queue with our own short pauses (SQLite's
+            # handler sleeps up to 100 ms at a time), readers retry the same way.
             conn = sqlite3.connect(
-                self._path,
-                timeout=READ_BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=False,
+                self._path, timeout=0, isolation_level=None, check_same_thread=False
             )
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
@@ -205,39 +207,39 @@ class SQLiteStore:
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
 
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA busy_timeout=0")  # our pauses, not SQLite's, while queueing
-        self._retry_while_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
-
-    def _retry_while_busy(self, attempt: Callable[[], object]) -> None:
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
+    def _retry_while_busy(self, attempt: Callable[[], _T], timeout: float = BUSY_TIMEOUT_S) -> _T:
+        deadline = time.monotonic() + timeout
         pause = 0.0002
         while True:
             try:
-                attempt()
-                return
+                return attempt()
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 if time.monotonic() > deadline:
                     raise StoreError(
-                        f"the job store {self._path} stayed locked for {BUSY_TIMEOUT_S:.0f} s"
+                        f"the job store {self._path} stayed locked for {timeout:.0f} s"
                     ) from None
             time.sleep(pause * random.uniform(0.5, 1.5))
             pause = min(pause * 2, 0.005)
+
+    def _read(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+        conn = self._connection()
+        with self._translated_errors():
+            return self._retry_while_busy(
+                lambda: conn.execute(query, params).fetchall(), READ_BUSY_TIMEOUT_S
+            )
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._connection()
         with self._thread_lock, self._translated_errors():
-            self._begin(conn)
+            self._retry_while_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            finally:
-                conn.execute(f"PRAGMA busy_timeout={int(READ_BUSY_TIMEOUT_S * 1000)}")
             conn.execute("COMMIT")
 
     def _initialise(self) -> None:
@@ -264,11 +266,12 @@ class SQLiteStore:
     # -- jobs -------------------------------------------------------------------------------
 
     def create_job(self, new: NewJob) -> JobRecord:
+        created = now()
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO jobs (instance_id, name, command, job_type_name, kind, location, "
                 "state, session_id, parent_id, position, output_mode, detached, host_pid, "
-                "created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "host_started, created, begin_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     str(new.instance_id),
                     new.name,
@@ -276,31 +279,31 @@ class SQLiteStore:
                     new.job_type_name,
                     new.kind,
                     new.location,
-                    JobState.NotStarted.value,
+                    new.state.value,
                     new.session_id,
                     new.parent_id,
                     new.position,
                     new.output_mode,
                     int(new.detached),
                     new.host_pid,
-                    now(),
+                    new.host_started,
+                    created,
+                    created if new.state is JobState.Running else None,
                 ),
             )
             job_id = cur.lastrowid
             assert job_id is not None
             if not new.name:
                 conn.execute("UPDATE jobs SET name = ? WHERE id = ?", (f"Job{job_id}", job_id))
-            return self._get(conn, job_id)
-
-    def _get(self, conn: sqlite3.Connection, job_id: int) -> JobRecord:
-        row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            raise JobNotFoundError(f"no job with id {job_id}", job_id)
-        return _record(row)
+            if new.parent_id is not None and new.state is JobState.Running:
+                self._settle_parent(conn, new.parent_id, new.state)
+        return new.record(job_id, created)
 
     def get_job(self, job_id: int) -> JobRecord:
-        with self._translated_errors():
-            return self._get(self._connection(), job_id)
+        rows = self._read(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise JobNotFoundError(f"no job with id {job_id}", job_id)
+        return _record(rows[0])
 
     def list_jobs(
         self,
@@ -320,20 +323,13 @@ class SQLiteStore:
         if top_level:
             clauses.append("parent_id IS NULL")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._translated_errors():
-            rows = (
-                self._connection()
-                .execute(f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY id", params)
-                .fetchall()
-            )
+        rows = self._read(f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY id", params)
         return [_record(r) for r in rows]
 
     def list_summaries(self) -> list[JobSummary]:
         """Top-level jobs sorted by id, only what a listing shows: for ``asjob get``, which
         must stay fast on a store of thousands of jobs. (Not part of the Store contract.)"""
-        with self._translated_errors():
-            rows = self._connection().execute(_SUMMARY_QUERY).fetchall()
-        return [JobSummary._make(row) for row in rows]
+        return [JobSummary._make(row) for row in self._read(_SUMMARY_QUERY)]
 
     def compare_and_set_state(
         self,
@@ -409,13 +405,8 @@ class SQLiteStore:
             )
 
     def held_until(self, key: str) -> float | None:
-        with self._translated_errors():
-            row = (
-                self._connection()
-                .execute("SELECT until FROM holds WHERE key = ? AND until > ?", (key, now()))
-                .fetchone()
-            )
-        return None if row is None else float(row[0])
+        rows = self._read("SELECT until FROM holds WHERE key = ? AND until > ?", (key, now()))
+        return float(rows[0][0]) if rows else None
 
     # -- stream records ---------------------------------------------------------------------
 
@@ -446,9 +437,7 @@ class SQLiteStore:
         params: list[Any] = [job_id, *(names or [])]
         query += " ORDER BY seq"
         if not remove:
-            with self._translated_errors():
-                rows = self._connection().execute(query, params).fetchall()
-            return [StreamRow(*r) for r in rows]
+            return [StreamRow(*r) for r in self._read(query, params)]
         with self._write() as conn:
             rows = conn.execute(query, params).fetchall()
             if rows:

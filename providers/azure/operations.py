@@ -19,6 +19,7 @@ the client, or, for a client built directly, a context made from that client's o
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 from collections.abc import Callable
@@ -123,7 +124,7 @@ def resource_name(
     """The resource a call acts on: its last ``*_name`` argument other than the resource group
     (``vm_name`` of ``begin_create_or_update(rg, vm_name, ...)``), else the group."""
     try:
-        bound = inspect.signature(method).bind_partial(*args, **kwargs)
+        bound = signature_of(method).bind_partial(*args, **kwargs)
     except (TypeError, ValueError):
         return None
     names = [n for n in bound.arguments if n.endswith("_name") and n != "resource_group_name"]
@@ -131,6 +132,22 @@ def resource_name(
         return str(bound.arguments[names[-1]])
     group = bound.arguments.get("resource_group_name")
     return None if group is None else str(group)
+
+
+def signature_of(method: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature(method)``, remembered per function: a generated SDK method's
+    signature takes about a millisecond to work out (it unwraps the tracing decorator), and a
+    script starting a hundred jobs asks for the same one a hundred times."""
+    function = getattr(method, "__func__", None)
+    if function is None:
+        return inspect.signature(method)
+    return _bound_signature(function)
+
+
+@functools.lru_cache(maxsize=256)
+def _bound_signature(function: Callable[..., Any]) -> inspect.Signature:
+    signature = inspect.signature(function)
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
 
 
 def recipe_for(fn: Any) -> tuple[SdkMethod, AzureContext]:

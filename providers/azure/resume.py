@@ -12,7 +12,6 @@ process's current Azure context if it reaches the same subscription through the 
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from asjob.context import get_context
 
 from .context import AzureContext
 from .lro import RESUME_FORMAT
-from .operations import Operation, SdkMethod, job_context
+from .operations import Operation, SdkMethod, job_context, signature_of
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class ContinueOperation:
         # (the request to send is in the token), so None stands in for each.
         required = [
             p
-            for p in inspect.signature(bound).parameters.values()
+            for p in signature_of(bound).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
         ]
         poller: LROPoller[Any] = bound(*[None] * len(required), continuation_token=self.token)

@@ -65,6 +65,7 @@ class DaskKind:
 
     name = "dask"
     job_type_name = "RemoteJob"
+    runs_on_creation = False
 
     def __init__(self, address: str | Session | None = None) -> None:
         require_dask()
