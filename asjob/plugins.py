@@ -8,6 +8,8 @@ of a function's owner or of a returned object by that package name, and only the
 from __future__ import annotations
 
 import functools
+import json
+import sys
 import threading
 from collections.abc import Mapping
 from importlib import metadata
@@ -37,6 +39,10 @@ class Provider(Protocol):
     def context_from_data(self, data: Mapping[str, Any]) -> Any:
         """Rebuild this provider's :class:`~asjob.context.Context` from saved references."""
 
+    def warm_up(self) -> None:
+        """Run in a fork server before it forks workers: do once what every worker would
+        otherwise do on its first SDK call. Must leave no thread or connection behind."""
+
     def resume_call(self, resume_data: str, context: Any) -> Call:
         """A call that continues the work a job recorded in ``resume_data`` (written by
         :meth:`finish` through the job's writer), with ``context`` if given (else one the
@@ -57,6 +63,22 @@ def provider_packages() -> frozenset[str]:
 @functools.cache
 def _read_provider_packages() -> frozenset[str]:
     return frozenset(e.name for e in metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def warm_up_imported_providers() -> None:
+    """In a fork server: load the providers of packages this process has imported, and let
+    each warm up, so that the workers forked next find them loaded (instead of each reading
+    every installed distribution's entry points) and their SDK's first-call costs paid. A
+    provider whose package is not in use is left alone: loading it would import its SDK."""
+    for package in provider_packages():
+        if package not in sys.modules:
+            continue
+        try:
+            provider = provider_named(package)
+            if provider is not None:
+                provider.warm_up()
+        except Exception:  # warming up only saves work; the job meets any real problem
+            continue
 
 
 def provider_named(package: str) -> Provider | None:
@@ -94,3 +116,18 @@ def provider_for_result(result: Any) -> Provider | None:
     if package not in provider_packages():
         return None
     return provider_named(package)
+
+
+def resume_provider_name(resume_data: str | None) -> str:
+    """The provider that recorded ``resume_data`` ("" if none did: a kind may keep its own
+    routing there too, the dask kind its scheduler address)."""
+    return str(json.loads(resume_data or "{}").get("provider", ""))
+
+
+def continuation_call(resume_data: str, context: Any) -> Call:
+    """The call that continues a job whose worker handed it off with ``resume_data``."""
+    name = resume_provider_name(resume_data)
+    provider = provider_named(name) if name else None
+    if provider is None:
+        raise ValueError(f"no provider {name!r} to continue this job with")
+    return provider.resume_call(resume_data, context)

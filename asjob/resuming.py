@@ -16,7 +16,6 @@ A finished job never changes state again, so the resumed wait runs as a *new* jo
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -55,10 +54,8 @@ def resume_job(
         raise InvalidJobStateError(
             f"job {job_id} has completed: receive its result instead of resuming it", job_id
         )
-    # A kind may keep its own routing in resume_data too (the dask kind's scheduler address):
-    # only data a provider wrote names work to resume.
     resume_data = record.resume_data or "{}"
-    provider_name = str(json.loads(resume_data).get("provider", ""))
+    provider_name = plugins.resume_provider_name(resume_data)
     if not provider_name:
         raise InvalidJobStateError(
             f"job {job_id} recorded no work to resume (only jobs waiting on work that outlives "

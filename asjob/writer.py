@@ -57,6 +57,12 @@ class JobWriter:
         # they learn while the job runs (``resume_data``: how to continue its work in another
         # process; ``job_type_name``) and for holds that pace a session's jobs. Never secrets.
         self.store: Store | None = None
+        # The session process (pid, creation time) that can take the rest of this job over, for
+        # a worker process whose session waits for it (see hand_off); None elsewhere.
+        self.session_host: tuple[int, float] | None = None
+        self.handed_off = False
+        # The job's resume_data is already in the store: it continues a handed-off wait.
+        self.resume_recorded = False
 
     # -- what job code uses -------------------------------------------------------------------
 
@@ -90,6 +96,30 @@ class JobWriter:
             else str(message)
         )
         self._emit(r.ERROR, r.StreamRecord(text))
+
+    # -- what providers use --------------------------------------------------------------------
+
+    @property
+    def can_hand_off(self) -> bool:
+        return self.session_host is not None and self.store is not None
+
+    def hand_off(self, resume_data: str, **fields: Any) -> HandedOff:
+        """Give the rest of this job to its session, and return what the provider's ``finish``
+        returns then: the worker process ends, and the session continues the job in a thread
+        with the provider's :meth:`~asjob.plugins.Provider.resume_call` for ``resume_data``.
+
+        For work that is only waiting (an Azure long-running operation: a poll every few
+        seconds), a worker process per job costs megabytes each while a thread of the session
+        costs next to nothing. The job stays Running throughout; its host becomes the session.
+        """
+        if self.session_host is None or self.store is None:
+            raise RuntimeError("this job cannot be handed off (check can_hand_off first)")
+        pid, started = self.session_host
+        self.store.update(
+            self.job_id, resume_data=resume_data, host_pid=pid, host_started=started, **fields
+        )
+        self.handed_off = True
+        return HANDED_OFF
 
     # -- what the capture hooks and the runner use -------------------------------------------
 
@@ -163,6 +193,17 @@ class JobWriter:
     def _emit(self, stream: str, record: Any) -> None:
         if not self.stopping:
             self._sink(stream, r.encode(record))
+
+
+class HandedOff:
+    """What a provider's ``finish`` returns once it has handed the job off (see
+    :meth:`JobWriter.hand_off`): the job is not over, its outcome comes from the session."""
+
+    def __repr__(self) -> str:
+        return "HANDED_OFF"
+
+
+HANDED_OFF = HandedOff()
 
 
 def current_job() -> JobWriter:

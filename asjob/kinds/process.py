@@ -23,11 +23,13 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from .. import plugins
 from ..call import Call
 from ..errors import BackendUnavailableError, JobFailedError, WorkerLostError
 from ..failures import encode_failure
@@ -36,6 +38,7 @@ from ..store.base import JobRecord
 from ..worker import protocol
 from ..worker.payload import dumps_call
 from .base import LaunchOptions
+from .thread import ThreadKind
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -50,6 +53,18 @@ class _Worker:
     started: threading.Event = field(default_factory=threading.Event)
     exited: threading.Event = field(default_factory=threading.Event)
     pid: int | None = None
+    # The job's context, kept here for the session to continue the job with if the worker
+    # hands it off (never for a detached job: it must not depend on this session).
+    context: Any = None
+    handed_off: bool = False
+
+
+@dataclass(frozen=True)
+class PackedCall:
+    """A call ready for a worker: its pickle, and its context as the live object."""
+
+    payload: bytes
+    context: Any
 
 
 def _importable_modules() -> list[str]:
@@ -71,8 +86,9 @@ def _log_levels() -> dict[str, int]:
 class ForkServerClient:
     """The session's end of the socket to its fork server."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, on_handed_off: Callable[[_Worker], None]) -> None:
         self._session = session
+        self._on_handed_off = on_handed_off
         self._lock = threading.Lock()
         # The reader thread answers "started" with "go" while callers send starts.
         self._send_lock = threading.Lock()
@@ -129,8 +145,9 @@ class ForkServerClient:
         ).start()
         return ours
 
-    def start(self, job_id: int, payload: bytes, options: LaunchOptions) -> _Worker:
-        worker = _Worker(job_id)
+    def start(self, job_id: int, packed: PackedCall, options: LaunchOptions) -> _Worker:
+        worker = _Worker(job_id, context=None if options.detached else packed.context)
+        session_host = None if options.detached else (os.getpid(), self._session.process_started)
         with self._lock:
             sock = self._ensure_server()
             self.workers[job_id] = worker
@@ -147,11 +164,12 @@ class ForkServerClient:
             message = (
                 "start",
                 job_id,
-                payload,
+                packed.payload,
                 options.detached,
                 dict(os.environ),
                 options.working_directory,
                 _log_levels(),
+                session_host,
             )
             with self._send_lock:
                 protocol.send(sock, message)
@@ -196,16 +214,22 @@ class ForkServerClient:
             self._ended(job_id, worker)
         elif verb == "finished":
             self._session.job_finished(job_id)
+        elif verb == "handed_off":
+            if worker is not None:
+                worker.handed_off = True
+                self._on_handed_off(worker)
         elif verb == "exited":
-            self._ended(job_id, worker)
+            handed_off = worker is not None and worker.handed_off
+            self._ended(job_id, worker, finished=not handed_off)
 
-    def _ended(self, job_id: int, worker: _Worker | None) -> None:
+    def _ended(self, job_id: int, worker: _Worker | None, finished: bool = True) -> None:
         with self._lock:
             self.workers.pop(job_id, None)
         if worker is not None:
             worker.started.set()
             worker.exited.set()
-        self._session.job_finished(job_id)
+        if finished:
+            self._session.job_finished(job_id)
 
     def _server_lost(self, sock: socket.socket) -> None:
         with self._lock:
@@ -280,15 +304,18 @@ class ProcessKind:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._client = ForkServerClient(session)
+        self._client = ForkServerClient(session, self._continue_here)
+        # Jobs whose workers handed the rest of their work to this session: run as thread jobs.
+        self._continued: set[int] = set()
+        self._continued_lock = threading.Lock()
 
-    def prepare(self, call: Call, options: LaunchOptions) -> bytes:
+    def prepare(self, call: Call, options: LaunchOptions) -> PackedCall:
         if self._session.store.path is None:
             raise BackendUnavailableError(
                 "the process kind needs a store its worker processes can open "
                 "(a SQLite store); this session uses an in-memory store: use kind='thread'"
             )
-        return dumps_call(call)
+        return PackedCall(dumps_call(call), call.context)
 
     def launch(
         self, record: JobRecord, prepared: Any, options: LaunchOptions, wait: bool = True
@@ -297,7 +324,43 @@ class ProcessKind:
         if wait:
             worker.started.wait()
 
+    def _threads(self) -> ThreadKind:
+        threads = self._session.kind("thread")
+        assert isinstance(threads, ThreadKind)
+        return threads
+
+    def _continue_here(self, worker: _Worker) -> None:
+        """The worker handed its job off: continue the job in a thread of this session, from
+        the resume data the worker recorded, with the job's own context."""
+        store = self._session.store
+        job_id = worker.job_id
+        try:
+            record = store.get_job(job_id)
+            if record.state is not JobState.Running or not record.resume_data:
+                return  # stopped meanwhile
+            call = plugins.continuation_call(record.resume_data, worker.context)
+            self._threads().continue_job(record, call)
+            # After the thread kind has it: is_live forgets jobs the thread kind does not run.
+            # (Nothing asks in between: the worker is still listed until it has exited.)
+            with self._continued_lock:
+                self._continued.add(job_id)
+        except Exception as exc:
+            transition(store, job_id, JobState.Failed, reason=encode_failure(exc))
+            self._session.job_finished(job_id)
+
+    def _continued_here(self, job_id: int) -> bool:
+        with self._continued_lock:
+            if job_id not in self._continued:
+                return False
+            if self._threads().is_live(job_id):
+                return True
+            self._continued.discard(job_id)
+            return False
+
     def stop(self, record: JobRecord) -> None:
+        if self._continued_here(record.id):
+            self._threads().stop(record)
+            return
         worker = self._client.workers.get(record.id)
         if worker is not None:
             worker.started.wait(STOP_WAIT_S)
@@ -315,7 +378,7 @@ class ProcessKind:
             time.sleep(0.005)
 
     def is_live(self, job_id: int) -> bool:
-        return job_id in self._client.workers
+        return job_id in self._client.workers or self._continued_here(job_id)
 
     def close(self) -> None:
         self._client.close()

@@ -49,6 +49,14 @@ class ThreadKind:
     def launch(
         self, record: JobRecord, prepared: Any, options: LaunchOptions, wait: bool = True
     ) -> None:
+        self._launch(record, prepared)
+
+    def continue_job(self, record: JobRecord, call: Call) -> None:
+        """Run the rest of a Running job of another kind, whose worker handed it off (see
+        :meth:`asjob.writer.JobWriter.hand_off`), as a thread job of this session."""
+        self._launch(record, call, resume_recorded=True)
+
+    def _launch(self, record: JobRecord, call: Call, resume_recorded: bool = False) -> None:
         session = self._session
         writer = JobWriter(
             record.id,
@@ -56,6 +64,7 @@ class ThreadKind:
             live_outputs=session.live_outputs,
             forward_logs=False,
         )
+        writer.resume_recorded = resume_recorded
         with self._lock:
             self._writers[record.id] = writer
         if record.state is JobState.NotStarted and not transition(
@@ -69,7 +78,7 @@ class ThreadKind:
             return
         thread = threading.Thread(
             target=self._run,
-            args=(record.id, prepared, writer),
+            args=(record.id, call, writer),
             name=f"asjob-thread-job-{record.id}",
             daemon=True,
         )

@@ -188,7 +188,10 @@ class SQLiteStore:
             conn = sqlite3.connect(
                 self._path, timeout=0, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA synchronous=NORMAL")
+            # The first statement reads the schema, and meets the locks any statement can.
+            self._retry_while_busy(
+                lambda: conn.execute("PRAGMA synchronous=NORMAL"), READ_BUSY_TIMEOUT_S
+            )
             self._local.conn = conn
             self._local.pid = os.getpid()
         return conn

@@ -18,6 +18,10 @@ from .forking import release_standard_streams
 from .payload import loads_call
 from .runner import run_call, store_sink
 
+# What a worker says on its "done" pipe.
+DONE = b"d"
+HANDED_OFF = b"h"
+
 
 def apply_log_levels(levels: dict[str, int]) -> None:
     """Give this process the caller's logger levels, so a job logs what the caller would see."""
@@ -25,17 +29,24 @@ def apply_log_levels(levels: dict[str, int]) -> None:
         logging.getLogger(name or None).setLevel(level)
 
 
-def run_worker(store: SQLiteStore, job_id: int, payload: bytes, log_levels: dict[str, int]) -> int:
-    """Run job ``job_id`` (already marked Running by the fork server) in this process; return
-    the exit code for the fork server."""
+def run_worker(
+    store: SQLiteStore,
+    job_id: int,
+    payload: bytes,
+    log_levels: dict[str, int],
+    session_host: tuple[int, float] | None = None,
+) -> bool:
+    """Run job ``job_id`` (already marked Running by the session) in this process. Returns
+    whether the job was handed off to the session (``session_host``), rather than ended."""
     writer = writers.JobWriter(job_id, store_sink(store, job_id))
+    writer.session_host = session_host
     writers.bind_process(writer)
     apply_log_levels(log_levels)
     try:
         call = loads_call(payload)
     except BaseException as exc:
         transition(store, job_id, JobState.Failed, reason=encode_failure(exc))
-        return 0
+        return False
     # Threads the job starts do not inherit its context variable; in a worker process the
     # whole process belongs to the job, so its context is the process's too.
     context.bind_process_context(call.context)
@@ -43,7 +54,7 @@ def run_worker(store: SQLiteStore, job_id: int, payload: bytes, log_levels: dict
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    return 0
+    return writer.handed_off
 
 
 class _PipeReader:
@@ -65,10 +76,11 @@ class _PipeReader:
 
 def serve_one_job(store_path: str, job_r: int, done_w: int) -> int:
     """A spare worker's life: wait for a job, then for "go" (the session has marked it
-    Running), run it, say "done" once its outcome is recorded. Returns the exit code."""
+    Running), run it, say "done" once its outcome is recorded (or "handed off" once the
+    session has the rest of it). Returns the exit code."""
     capture.install_exclusive()  # needs no job: done while waiting for one
     server = _PipeReader(job_r)
-    _, job_id, payload, detached, environ, cwd, log_levels = server.next()
+    _, job_id, payload, detached, environ, cwd, log_levels, session_host = server.next()
     if detached:
         release_standard_streams()
     if environ != os.environ:
@@ -82,8 +94,8 @@ def serve_one_job(store_path: str, job_r: int, done_w: int) -> int:
     _, run = server.next()
     if not run:
         return 0  # stopped before it began: nothing to run
-    code = run_worker(store, job_id, payload, log_levels)
+    handed_off = run_worker(store, job_id, payload, log_levels, session_host)
     # The outcome is in the store: the session may go on without waiting for this process
     # to be torn down and reaped.
-    os.write(done_w, b"d")
-    return code
+    os.write(done_w, HANDED_OFF if handed_off else DONE)
+    return 0

@@ -4,6 +4,7 @@ outcome in the store.
 ::
 
     Running ─► init() ─► fn(*args) ─► provider.finish (an LRO: wait, poll, result)
+                                        ├─ handed off: the session continues the job (Running)
                                         ├─ a generator: each item ─► output record
                                         └─ a value ─► output record + Completed  (one transaction)
                any exception ─► Failed, reason = the encoded exception (asjob.failures)
@@ -48,6 +49,9 @@ def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> Jo
     provider = plugins.provider_for_result(result)
     if provider is not None:
         result = provider.finish(result, writer, job_id)
+        if result is writers.HANDED_OFF:
+            writer.flush_text()
+            return JobState.Running  # the session continues it
     if inspect.isgenerator(result):
         store.update(job_id, output_mode=GENERATOR)
         for item in result:

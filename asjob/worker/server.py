@@ -8,8 +8,9 @@ has already imported the caller's modules costs milliseconds and shares their me
     session ──"start"──► fork server ──job, then "go"──► spare worker (own process group,
        ▲                    │  ▲  ▲                      forked ahead of need)
        │                    │  │  └──── "done" ───────── outcome written to the store
+       │                    │  │        "handed off" ─── the session continues the job
        │                    │  └─────── SIGCHLD ───────── exited
-       └─"started"/"finished"/"exited" (with the exit status)
+       └─"started"/"finished"/"handed_off"/"exited" (with the exit status)
 
 The server is the workers' parent, so it alone learns how each one really ended: a worker that
 exits without having recorded an outcome (killed, crashed, ``os._exit``) is marked Failed with
@@ -21,6 +22,7 @@ serves the detached ones until they end, then exits.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import sys
@@ -29,13 +31,14 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from .. import plugins
 from ..errors import WorkerLostError
 from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
 from . import protocol
 from .forking import ForkingServer, describe_exit, kill_group, preload, release_standard_streams
-from .process_main import serve_one_job
+from .process_main import HANDED_OFF, serve_one_job
 
 
 @dataclass(frozen=True)
@@ -59,19 +62,24 @@ class ForkServer(ForkingServer):
         self._done_pipes: dict[int, int] = {}
         # job id -> write end of the pipe its worker waits on before it runs
         self._go_pipes: dict[int, int] = {}
+        # jobs whose workers handed the rest to the session: their exit is no loss
+        self._handed_off: set[int] = set()
 
     # -- set-up ------------------------------------------------------------------------------
 
     def _initialise(self, settings: dict[str, Any]) -> None:
-        from .. import plugins
-
         sys.path[:] = settings["sys_path"]
         self._store = SQLiteStore(settings["store"], initialise=False)
         self._store_path = self._store.path
         self._fix_up_main(settings.get("main_path"), settings.get("main_name"))
-        plugins.provider_packages()  # read once here, not in every worker
-        preload(settings["modules"])
+        self._preload(settings["modules"])
         self._fork_spare()
+
+    @staticmethod
+    def _preload(modules: list[str]) -> None:
+        preload(modules)
+        plugins.warm_up_imported_providers()  # once here, not in every worker
+        gc.freeze()  # what the warm-up made is shared with the workers too
 
     @staticmethod
     def _fix_up_main(path: str | None, name: str | None) -> None:
@@ -98,7 +106,7 @@ class ForkServer(ForkingServer):
             self._initialise(message[1])
         elif verb == "preload":
             self._retire_spare()
-            preload(message[1])
+            self._preload(message[1])
             self._fork_spare()
         elif verb == "start":
             self._start(*message[1:])
@@ -192,10 +200,13 @@ class ForkServer(ForkingServer):
     def fd_ready(self, fd: int) -> None:
         job_id = self._done_pipes.pop(fd)
         try:
-            recorded = os.read(fd, 1) == b"d"
+            said = os.read(fd, 1)
         finally:
             os.close(fd)
-        if recorded:
+        if said == HANDED_OFF:
+            self._handed_off.add(job_id)
+            self.send(("handed_off", job_id))
+        elif said:
             self.send(("finished", job_id))
 
     def child_exited(self, pid: int, key: Any, status: int) -> None:
@@ -205,7 +216,14 @@ class ForkServer(ForkingServer):
                 self._fork_spare()
             return
         job_id, _detached = key
-        self._record_exit(job_id, pid, status)
+        # What the worker said before it exited may still be unread (it wrote, then exited,
+        # between this loop's select and its reaping): read it first, it cannot block now.
+        for fd in [fd for fd, job in self._done_pipes.items() if job == job_id]:
+            self.fd_ready(fd)
+        if job_id in self._handed_off:
+            self._handed_off.discard(job_id)
+        else:
+            self._record_exit(job_id, pid, status)
         self.send(("exited", job_id, pid, status))
 
     def _record_exit(self, job_id: int, pid: int, status: int) -> None:

@@ -5,6 +5,9 @@
     LROPoller (polling in its own thread)
        │ continuation token ──► the job's resume_data (with the operation and the context's
        │                         references), so resume_job can pick the wait up elsewhere
+       │ in a worker process whose session waits for it (a process job, not detached): the
+       │   worker hands the job off and ends there; the session continues the same job from
+       │   that resume_data in a thread, with the job's context (see JobWriter.hand_off)
        │ status() changes   ──► progress records while it runs:
        │                         "begin_create_or_update vm1: InProgress"
        ▼ done
@@ -37,15 +40,20 @@ STATUS_CHECK_S = 0.5
 
 
 def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
-    """Wait for ``poller`` in the job ``job_id``; return ``poller.result()``."""
+    """Wait for ``poller`` in the job ``job_id``; return ``poller.result()``, or hand the
+    wait off to the job's session (a worker process whose session waits for it)."""
     operation: Operation | None = getattr(poller, "_asjob_operation", None)
     fields: dict[str, Any] = {}
     if operation is None:  # a function returned the poller: describe_call never saw it
         operation = operation_of(poller)
         fields["job_type_name"] = JOB_TYPE_NAME
-    if not poller.done():
+    if not poller.done() and not writer.resume_recorded:
         data = resume_data(poller, operation)
         if data is not None:
+            if writer.can_hand_off:
+                # Only polls are left: a thread of the session does them for a fraction of
+                # what this process costs, with the connection the session already has.
+                return writer.hand_off(data, **fields)
             fields["resume_data"] = data
     if fields and writer.store is not None:
         writer.store.update(job_id, **fields)

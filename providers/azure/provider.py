@@ -20,6 +20,7 @@ not cancelled and goes on in Azure, exactly as with ``Stop-Job`` on an Azure Pow
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +30,7 @@ from azure.core.polling import LROPoller
 from asjob.call import Call
 from asjob.writer import JobWriter
 
-from . import lro, resume
+from . import lro, resume, warm_up
 from .context import AzureContext
 from .operations import is_operations_method, recipe_for, resource_name
 
@@ -58,6 +59,10 @@ class AzureProvider:
         if isinstance(result, ItemPaged):
             return list(result)
         return result
+
+    def warm_up(self) -> None:
+        if "azure.mgmt.compute" in sys.modules:  # never import an SDK the caller does not use
+            warm_up.rehearse()
 
     def context_from_data(self, data: Mapping[str, Any]) -> AzureContext:
         return AzureContext.from_data(data)

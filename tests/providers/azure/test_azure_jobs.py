@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from asjob.providers.azure import AzureContext, Retries, connect_azure
 from asjob.providers.azure.emulator import OPERATION_SECONDS_TAG, ArmEmulator
@@ -177,6 +179,58 @@ def test_a_429_holds_back_the_other_jobs_of_the_session(arm: ArmEmulator) -> Non
     assert len(held) == 4
     # Other worker processes sent nothing to the subscription until the Retry-After had passed.
     assert min(held) >= throttled_at + 0.95
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def workers_of_this_session() -> list[psutil.Process]:
+    """This session's job worker processes: the fork server's children but its spare."""
+    servers = [
+        p for p in psutil.Process().children() if "asjob.worker.server" in " ".join(p.cmdline())
+    ]
+    workers = [c for s in servers for c in s.children()]
+    return [w for w in workers if w.status() != psutil.STATUS_ZOMBIE][1:]
+
+
+def test_a_process_job_hands_the_wait_to_its_session(arm: ArmEmulator, session: Session) -> None:
+    compute = connect(arm).client(ComputeManagementClient)
+    create = asjob.as_job(compute.virtual_machines.begin_create_or_update)
+    parameters = {
+        f"vm-h{i}": f.body(f"vm-h{i}", **{OPERATION_SECONDS_TAG: "2.0"}) for i in range(5)
+    }
+    jobs = [create(f.GROUP, name, body) for name, body in parameters.items()]
+
+    # Once the operation is under way, the worker process hands the job to this process and
+    # ends; the job goes on Running here.
+    wait_until(lambda: all(session.store.get_job(j.id).host_pid == os.getpid() for j in jobs))
+    assert [str(job.state) for job in jobs] == ["Running"] * 5
+    wait_until(lambda: workers_of_this_session() == [])
+
+    assert asjob.wait_job(jobs, timeout=30)
+    assert [p.status for p in jobs[0].progress] == ["InProgress"]
+    vms = [job.receive() for job in jobs]
+    assert [type(vm) for vm in vms] == [VirtualMachine] * 5
+    assert [vm.name for vm in vms] == list(parameters)
+    assert {vm.provisioning_state for vm in vms} == {"Succeeded"}
+    assert f.requests_of(arm, "PUT") == [201] * 5  # each operation was started once
+
+
+def test_a_detached_process_job_waits_in_its_own_worker(arm: ArmEmulator, session: Session) -> None:
+    compute = connect(arm).client(ComputeManagementClient)
+    parameters = f.body("vm-detached", **{OPERATION_SECONDS_TAG: "1.0"})
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update, detach=True)(
+        f.GROUP, "vm-detached", parameters
+    )
+    wait_until(lambda: session.store.get_job(job.id).resume_data is not None)
+    worker = session.store.get_job(job.id).host_pid
+    assert worker != os.getpid() and psutil.pid_exists(worker)
+
+    assert job.receive(wait=True).name == "vm-detached"
 
 
 def test_stop_ends_the_wait_but_not_the_operation(arm: ArmEmulator) -> None:

@@ -48,11 +48,11 @@ def connect(arm: ArmEmulator) -> AzureContext:
 
 
 def start_slow_create(
-    arm: ArmEmulator, name: str, seconds: float = 1.5, kind: str = "process"
+    arm: ArmEmulator, name: str, seconds: float = 1.5, kind: str = "process", detach: bool = False
 ) -> asjob.Job[Any]:
     compute = connect(arm).client(ComputeManagementClient)
     parameters = f.body(name, **{OPERATION_SECONDS_TAG: str(seconds)})
-    return asjob.as_job(compute.virtual_machines.begin_create_or_update, kind=kind)(
+    return asjob.as_job(compute.virtual_machines.begin_create_or_update, kind=kind, detach=detach)(
         f.GROUP, name, parameters
     )
 
@@ -77,24 +77,30 @@ def kill_worker(session: Session, job: asjob.Job[Any]) -> None:
     assert isinstance(job.reason, asjob.WorkerLostError)
 
 
-def test_a_killed_worker_is_resumed_in_a_new_process_without_a_second_put(
-    arm: ArmEmulator,
-    session: Session,
-) -> None:
-    job = start_slow_create(arm, "vm-resumed")
-    wait_for_resume_data(session, job.id)
-    kill_worker(session, job)
-    assert f.requests_of(arm, "PUT") == [201]
-
+def resume_in_a_new_process(job_id: int) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", RESUME_IN_A_NEW_PROCESS, str(job.id)],
+        [sys.executable, "-c", RESUME_IN_A_NEW_PROCESS, str(job_id)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    resumed = json.loads(done.stdout.strip().splitlines()[-1])
+    resumed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return resumed
+
+
+def test_a_killed_worker_is_resumed_in_a_new_process_without_a_second_put(
+    arm: ArmEmulator,
+    session: Session,
+) -> None:
+    # A detached job waits in its own worker (it must not depend on this process).
+    job = start_slow_create(arm, "vm-resumed", detach=True)
+    wait_for_resume_data(session, job.id)
+    kill_worker(session, job)
+    assert f.requests_of(arm, "PUT") == [201]
+
+    resumed = resume_in_a_new_process(job.id)
 
     assert resumed["vm"] == "vm-resumed" and resumed["vm_type"] == "VirtualMachine"
     assert resumed["provisioning"] == "Succeeded"
@@ -106,6 +112,49 @@ def test_a_killed_worker_is_resumed_in_a_new_process_without_a_second_put(
     assert resumed["id"] > job.id
     assert f.requests_of(arm, "PUT") == [201]  # the operation was not started again
     assert str(job.state) == "Failed"  # a finished job never changes state again
+
+
+START_AND_HANG = """
+import sys, time
+import asjob
+from asjob.providers.azure import connect_azure
+from azure.mgmt.compute import ComputeManagementClient
+from asjob.providers.azure.emulator import OPERATION_SECONDS_TAG
+
+if __name__ == "__main__":
+    compute = connect_azure(sys.argv[1], base_url=sys.argv[2], polling_interval=0.05).client(
+        ComputeManagementClient
+    )
+    create = asjob.as_job(compute.virtual_machines.begin_create_or_update)
+    job = create("rg", "vm-orphaned", {"location": "westus", "tags": {OPERATION_SECONDS_TAG: "2"}})
+    print(job.id, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_job_whose_starting_process_died_is_resumed_without_a_second_put(
+    arm: ArmEmulator, session: Session
+) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", START_AND_HANG, f.SUBSCRIPTION, arm.base_url],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as starter:
+        try:
+            assert starter.stdout is not None
+            job_id = int(starter.stdout.readline())
+            wait_for_resume_data(session, job_id)
+            # The worker handed the wait to the starting process, which now dies with it.
+            assert session.store.get_job(job_id).host_pid == starter.pid
+        finally:
+            starter.kill()
+    job = asjob.get_job(id=job_id)[0]
+    assert str(job.state) == "Failed"
+    assert isinstance(job.reason, asjob.WorkerLostError)
+
+    resumed = resume_in_a_new_process(job_id)
+    assert resumed["vm"] == "vm-orphaned" and resumed["provisioning"] == "Succeeded"
+    assert f.requests_of(arm, "PUT") == [201]
 
 
 def test_a_stopped_job_is_resumed_in_this_process(arm: ArmEmulator, session: Session) -> None:
