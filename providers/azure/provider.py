@@ -7,6 +7,8 @@ one, or when a saved context or a job's resume data names it::
                                               resource 'vm1'", type AzureLongRunningJob
             prepare_call   bound SDK method ──► SdkMethod recipe + the client's context
     worker: finish         LROPoller ──► lro.wait: progress, continuation token, result()
+                                         (or, in a process job's worker: hand off to the
+                                         session, which continues it with resume_call)
                            ItemPaged ──► list (a pager cannot travel back)
     later:  resume_call    resume_data ──► a call that continues the operation (resume.py)
             context_from_data  a saved context ──► AzureContext
