@@ -77,6 +77,16 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_job ON records (job_id, seq);
 CREATE TABLE IF NOT EXISTS holds (key TEXT PRIMARY KEY, until REAL NOT NULL);
 """
+# A job created without a name is called Job<id>, in the INSERT's own statement.
+_NAME_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS jobs_default_name AFTER INSERT ON jobs WHEN NEW.name = ''
+BEGIN UPDATE jobs SET name = 'Job' || NEW.id WHERE id = NEW.id; END
+"""
+_INSERT_JOB = (
+    "INSERT INTO jobs (instance_id, name, command, job_type_name, kind, location, state, "
+    "session_id, parent_id, position, output_mode, detached, host_pid, host_started, created, "
+    "begin_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 _COLUMNS = (
     "id, instance_id, name, command, job_type_name, kind, location, state, session_id, "
@@ -255,6 +265,7 @@ class SQLiteStore:
             # executescript would commit the open transaction: run the statements one by one.
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
+            conn.execute(_NAME_TRIGGER)
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 conn.execute(
@@ -270,36 +281,37 @@ class SQLiteStore:
 
     def create_job(self, new: NewJob) -> JobRecord:
         created = now()
-        with self._write() as conn:
-            cur = conn.execute(
-                "INSERT INTO jobs (instance_id, name, command, job_type_name, kind, location, "
-                "state, session_id, parent_id, position, output_mode, detached, host_pid, "
-                "host_started, created, begin_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    str(new.instance_id),
-                    new.name,
-                    new.command,
-                    new.job_type_name,
-                    new.kind,
-                    new.location,
-                    new.state.value,
-                    new.session_id,
-                    new.parent_id,
-                    new.position,
-                    new.output_mode,
-                    int(new.detached),
-                    new.host_pid,
-                    new.host_started,
-                    created,
-                    created if new.state is JobState.Running else None,
-                ),
-            )
-            job_id = cur.lastrowid
-            assert job_id is not None
-            if not new.name:
-                conn.execute("UPDATE jobs SET name = ? WHERE id = ?", (f"Job{job_id}", job_id))
-            if new.parent_id is not None and new.state is JobState.Running:
+        values = (
+            str(new.instance_id),
+            new.name,
+            new.command,
+            new.job_type_name,
+            new.kind,
+            new.location,
+            new.state.value,
+            new.session_id,
+            new.parent_id,
+            new.position,
+            new.output_mode,
+            int(new.detached),
+            new.host_pid,
+            new.host_started,
+            created,
+            created if new.state is JobState.Running else None,
+        )
+        if new.parent_id is not None and new.state is JobState.Running:
+            with self._write() as conn:  # the parent starts Running in the same transaction
+                cur = conn.execute(_INSERT_JOB, values)
                 self._settle_parent(conn, new.parent_id, new.state)
+        else:
+            # One statement is a transaction of its own: a start among a hundred busy job
+            # threads gives up the GIL (and waits to get it back) once, not for BEGIN and
+            # COMMIT too.
+            conn = self._connection()
+            with self._thread_lock, self._translated_errors():
+                cur = self._retry_while_busy(lambda: conn.execute(_INSERT_JOB, values))
+        job_id = cur.lastrowid
+        assert job_id is not None
         return new.record(job_id, created)
 
     def get_job(self, job_id: int) -> JobRecord:
