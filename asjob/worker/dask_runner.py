@@ -8,7 +8,9 @@
                                    │  dask_spawner) gets the job and prepares it
                                    ├─ ("go",) ──► the job process runs the call
                                    ├─ its messages; every FLUSH_S an interim batch ──► channel
-                                   └─ it exits ──► the task's result: last batch + exit status
+                                   └─ it exits ──► the final batch: last messages + exit status
+                                        ├─► channel, when the session's inbox (it settles there)
+                                        └─► the task's result
     stop_job ──Client.run(kill_job)──► the worker's event loop: SIGKILL the job's process group,
                                        return once it has been reaped
 
@@ -53,6 +55,9 @@ from .dask_protocol import (
 from .dask_spawner import fork_server
 
 FLUSH_S = 0.05
+# A final batch larger than this is left to the task's result: the inbox goes through the
+# scheduler, which should not hold large values for long.
+FINAL_TO_CHANNEL_LIMIT = 1 << 20
 START_WAIT_S = 30.0
 KILL_WAIT_S = 5.0
 _MAX_DOOMED = 10_000
@@ -181,7 +186,13 @@ def _supervise(
         child.exited.wait(KILL_WAIT_S)  # how it ended is the job's outcome: wait to learn it
     if abandoned:
         _release(worker, lock_id)  # the session that would have released the claim is gone
-    return encode_result(sent, [*pending, (EXITED, pid, child.status, lock_id)])
+    final = [*pending, (EXITED, pid, child.status, lock_id)]
+    if spec.final_to_channel and not abandoned:
+        batch = encode_batch(spec.instance, sent + 1, final, final=True)
+        if len(batch) <= FINAL_TO_CHANNEL_LIMIT:
+            # Put (and acknowledged) before the task returns, so it is ahead of the task's end.
+            _put(worker, spec.channel, batch)
+    return encode_result(sent, final)
 
 
 def _receive(reader: protocol.Reader) -> list[Message] | None:
