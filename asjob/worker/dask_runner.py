@@ -127,6 +127,7 @@ def _run(spec: RemoteCall) -> bytes:
                 _running.pop(spec.instance, None)
     finally:
         ours.close()
+        fork_server().refill()  # now that the job has ended: see Spawner.refill
 
 
 def _hello(sock: socket.socket, reader: protocol.Reader) -> int | None:
