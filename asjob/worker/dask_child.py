@@ -9,6 +9,8 @@ with its process group.
       ("job", spec)        unpickles the call (importing what it needs), gets everything ready
       ("go",)              runs it with asjob.worker.runner.run_call, whose store writes are
                            relayed back over the socket (RelayStore): the session's store decides
+                           ──► its messages; from the outcome on, held and sent in one write
+                               with the last one, ("modules", [names]) (see _Outbox)
       its worker dies      the fork server kills the job's process group (the server dying:
                            the kernel kills the process, or a lifeline thread off Linux)
 """
@@ -132,15 +134,18 @@ def become_job_process(sock: socket.socket) -> NoReturn:
             protocol.send(sock, (HELLO, os.getpid()))
             spec: RemoteCall = runner.next(JOB)[1]
             # All of this overlaps with the job's claim: after the go-ahead, only the call runs.
-            run = _prepare(sock, spec)
+            outbox = _Outbox(sock)
+            run = _prepare(outbox, spec)
             runner.next(GO)
         except OSError:
             _runner_gone()  # retired unused, or the worker went away
         if lifeline is not None:
             lifeline.arm(sock)
-        run()
-        # What the job imported: the fork server imports it too, for the next jobs.
-        protocol.send(sock, (MODULES, sorted(set(sys.modules) - imported)))
+        try:
+            run()
+        finally:
+            # What the job imported: the fork server imports it too, for the next jobs.
+            outbox.close((MODULES, sorted(set(sys.modules) - imported)))
         sock.shutdown(socket.SHUT_WR)  # the runner need not wait for this process's teardown
         code = 0
     except BaseException:  # the job process must never return into the fork server
@@ -239,15 +244,42 @@ _PR_SET_PDEATHSIG = 1
 _PRCTL = _load_prctl()  # looked up once, in the fork server
 
 
-def _prepare(sock: socket.socket, spec: RemoteCall) -> Callable[[], None]:
+class _Outbox:
+    """The job's messages to the runner, from any of the job's threads.
+
+    From the outcome on they are held, and sent in one write with the last message, which the
+    runner takes as the end of the job's messages: it wakes once for the job's end instead of
+    once per message, and need not wait for this process to close its end. What a thread of
+    the job sends after that last message is dropped (the process is about to exit)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._held: list[bytes] | None = None  # None until the outcome
+        self._closed = False
+
+    def send(self, message: Message) -> None:
+        data = protocol.frame(message)
+        with self._lock:
+            if self._closed:
+                return
+            if self._held is None and message[0] != OUTCOME:
+                self._sock.sendall(data)
+                return
+            if self._held is None:
+                self._held = []
+            self._held.append(data)
+
+    def close(self, last: Message) -> None:
+        """Send what is held and ``last``, the job's last message."""
+        with self._lock:
+            self._closed = True
+            self._sock.sendall(b"".join([*(self._held or []), protocol.frame(last)]))
+
+
+def _prepare(outbox: _Outbox, spec: RemoteCall) -> Callable[[], None]:
     """Everything but the call itself: what runs it, once the go-ahead comes."""
-    lock = threading.Lock()
-
-    def send(message: Message) -> None:
-        with lock:  # the job's own threads may write too
-            protocol.send(sock, message)
-
-    store = RelayStore(send)
+    store = RelayStore(outbox.send)
     try:
         call = loads_call(spec.payload)
     except BaseException as exc:  # e.g. the function's module is missing here

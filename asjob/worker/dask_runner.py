@@ -8,7 +8,8 @@
                                    │  dask_spawner) gets the job and prepares it
                                    ├─ ("go",) ──► the job process runs the call
                                    ├─ its messages; every FLUSH_S an interim batch ──► channel
-                                   └─ it exits ──► the final batch: last messages + exit status
+                                   └─ its last message (or its end) ──► the final batch:
+                                        last messages + exit status
                                         ├─► channel, when the session's inbox (it settles there)
                                         └─► the task's result
     stop_job ──Client.run(kill_job)──► the worker's event loop: SIGKILL the job's process group,
@@ -165,6 +166,8 @@ def _supervise(
             if frames is None:
                 break  # the job process has ended, closing its end
             pending.extend(_take_modules(frames))
+            if any(frame[0] == MODULES for frame in frames):
+                break  # its last message: the call has returned and everything is here
         if time.monotonic() >= next_flush:
             next_flush = time.monotonic() + FLUSH_S
             if not abandoned and _cancelled(worker, key):
