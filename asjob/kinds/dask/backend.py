@@ -183,7 +183,11 @@ class DaskBackend:
         elif watch.begin_settling():
             # The interim batches came before it, through this same thread: all applied.
             watch.note_claim(messages)
-            settle(self._session.store, watch.job_id, messages, watch.scheduler)
+            try:
+                settle(self._session.store, watch.job_id, messages, watch.scheduler)
+            except BaseException:
+                watch.give_up_settling()  # the task's end settles it instead
+                raise
             self._settled(watch)
 
     def _on_done(self, future: Any) -> None:
@@ -251,7 +255,10 @@ class DaskBackend:
 
     def stop(self, record: JobRecord) -> None:
         with self._lock:
-            watch = self._watches.get(record.id)
+            # (Settled a moment ago, from its final batch, its task may not have ended yet.)
+            watch = self._watches.get(record.id) or self._by_key.get(
+                p.task_key(record.instance_id.hex)
+            )
         if watch is not None:
             address = watch.scheduler
         else:

@@ -77,6 +77,11 @@ class JobWatch:
             self._settling = True
             return True
 
+    def give_up_settling(self) -> None:
+        """Let the other report settle the job: this one failed to."""
+        with self._changed:
+            self._settling = False
+
     def note_claim(self, messages: list[Message]) -> None:
         """Remember the id the runner took the job's claim with, to release it at the end."""
         for message in messages:
