@@ -354,7 +354,7 @@ class DaskBackend:
     def close(self) -> None:
         with self._connecting:
             self._closed = True
-            clusters = list(self._clusters.values())
+            clusters = dict(self._clusters)
             self._clusters.clear()
         with self._lock:
             # Settled, their tasks not yet ended: this client's going releases their tasks, so
@@ -364,9 +364,9 @@ class DaskBackend:
             self._by_instance.clear()
             self._by_key.clear()
         for watch in ending:
-            for cluster in clusters:
-                if cluster.address == watch.scheduler and watch.claim is not None:
-                    with contextlib.suppress(Exception):
-                        cluster.release_claim(watch.claim)
-        for cluster in clusters:
+            cluster = clusters.get(watch.scheduler)
+            if cluster is not None and watch.claim is not None:
+                with contextlib.suppress(Exception):
+                    cluster.release_claim(watch.claim)
+        for cluster in clusters.values():
             cluster.close()

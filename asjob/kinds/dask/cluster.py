@@ -199,7 +199,8 @@ class Cluster:
                 self._on_done(future)
             except Exception:  # one job's trouble must not end the thread serving all
                 log.exception("settling the Dask task %s failed", future.key)
-            # Held no longer than this: the task's key is released as soon as it is settled.
+            # Its key is released now, not once the next task has ended (its result would stay
+            # in its worker's memory until then).
             del future
 
     # -- the end -----------------------------------------------------------------------------
