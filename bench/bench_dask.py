@@ -5,7 +5,13 @@ Both round trips run against one cluster in one run: ``start_job(noop, kind=Dask
 store, then received) against ``client.submit(noop).result()``. Rounds alternate between the two
 so both see the same machine. With ``--jobs N`` it also times N concurrent one-second jobs.
 
-Run: python bench/bench_dask.py [--rounds N] [--jobs N] [--scheduler tcp://host:8786]
+Back to back, each side's round also pays for what the other left behind: the messages that
+release a finished task (Dask's client sends its messages at most every 10 ms, the scheduler
+those to a worker every 5 ms), asjob's replacement of the job process a job took, the release
+of its claim. ``--pause MS`` waits that long, untimed, before each round, so that each is timed
+from a quiet cluster.
+
+Run: python bench/bench_dask.py [--rounds N] [--pause MS] [--jobs N] [--scheduler tcp://host:8786]
 Without ``--scheduler`` it starts a scheduler and two workers on 127.0.0.1.
 """
 
@@ -51,6 +57,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="milliseconds to wait, untimed, before each round (default: none)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=0,
@@ -87,11 +99,15 @@ def main() -> None:
             through_asjob()
             raw()
         samples: dict[str, list[float]] = {"asjob dask kind": [], "raw client.submit": []}
+        pause = args.pause / 1000
         for _ in range(args.rounds):
+            time.sleep(pause)
             samples["asjob dask kind"].append(_timed(through_asjob))
+            time.sleep(pause)
             samples["raw client.submit"].append(_timed(raw))
 
-        print(f"(a) no-op round trip on {address}, {args.rounds} rounds each, interleaved")
+        paused = f", {args.pause:g} ms pause before each" if args.pause else ""
+        print(f"(a) no-op round trip on {address}, {args.rounds} rounds each, interleaved{paused}")
         print(f"    {'':20} {'median ms':>10} {'p95 ms':>10}")
         figures = {name: _figures(values) for name, values in samples.items()}
         for name, values in figures.items():

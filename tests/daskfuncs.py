@@ -84,3 +84,8 @@ def record_resume_data_and_sleep(resume_data: str, seconds: float) -> None:
     assert job.store is not None
     job.store.update(job.job_id, resume_data=resume_data)
     time.sleep(seconds)
+
+
+def zeros(size: int) -> bytes:
+    """``size`` zero bytes: a result as large as a test needs."""
+    return bytes(size)

@@ -25,6 +25,7 @@ from asjob.errors import RemoteTraceback
 from asjob.kinds.dask import DaskKind
 from asjob.kinds.dask.loopback import LoopbackCluster, stop_loopback_cluster
 from asjob.session import Session
+from asjob.worker.dask_runner import FINAL_TO_CHANNEL_LIMIT
 from tests import daskfuncs as d
 from tests import jobfuncs as f
 
@@ -96,6 +97,13 @@ def test_result_comes_back_from_a_worker(dask: DaskKind, cluster: LoopbackCluste
     assert job.location in _workers(cluster)
     assert not job.has_more_data
     assert "RemoteJob" in asjob.format_jobs([job])
+
+
+def test_a_result_too_large_for_the_inbox_comes_back_through_its_task(dask: DaskKind) -> None:
+    size = FINAL_TO_CHANNEL_LIMIT + 1
+    job = asjob.start_job(d.zeros, size, kind=dask)
+    assert job.receive(wait=True) == bytes(size)
+    assert job.state is JobState.Completed and not job.has_more_data
 
 
 def test_the_original_exception_comes_back(dask: DaskKind) -> None:

@@ -4,11 +4,14 @@ with its process group.
 ::
 
     fork server ──fork──► job process: own process group, inherited descriptors closed;
-                          ("hello", pid) to the worker, then it waits for a job
+                          ("hello", pid) to the worker; warms up (see _warm_up) and waits
+                          for a job
     runner ══socket══►
       ("job", spec)        unpickles the call (importing what it needs), gets everything ready
       ("go",)              runs it with asjob.worker.runner.run_call, whose store writes are
                            relayed back over the socket (RelayStore): the session's store decides
+                           ──► its messages; from the outcome on, held and sent in one write
+                               with the last one, ("modules", [names]) (see _Outbox)
       its worker dies      the fork server kills the job's process group (the server dying:
                            the kernel kills the process, or a lifeline thread off Linux)
 """
@@ -27,8 +30,10 @@ from typing import Any, NoReturn
 
 from .. import capture, context
 from .. import writer as writers
+from ..call import Call
 from ..failures import encode_failure
-from ..states import JobState
+from ..records import OUTPUT
+from ..states import JobState, transition
 from ..store.base import JobRecord, NewJob, StreamRow
 from . import protocol
 from .dask_protocol import (
@@ -43,7 +48,7 @@ from .dask_protocol import (
     Message,
     RemoteCall,
 )
-from .payload import loads_call
+from .payload import dumps_call, loads_call
 from .process_main import apply_log_levels
 from .protocol import Frames
 from .runner import run_call, store_sink
@@ -130,17 +135,21 @@ def become_job_process(sock: socket.socket) -> NoReturn:
         runner = _Runner(sock)
         try:
             protocol.send(sock, (HELLO, os.getpid()))
+            _warm_up()
             spec: RemoteCall = runner.next(JOB)[1]
             # All of this overlaps with the job's claim: after the go-ahead, only the call runs.
-            run = _prepare(sock, spec)
+            outbox = _Outbox(sock)
+            run = _prepare(outbox, spec)
             runner.next(GO)
         except OSError:
             _runner_gone()  # retired unused, or the worker went away
         if lifeline is not None:
             lifeline.arm(sock)
-        run()
-        # What the job imported: the fork server imports it too, for the next jobs.
-        protocol.send(sock, (MODULES, sorted(set(sys.modules) - imported)))
+        try:
+            run()
+        finally:
+            # What the job imported: the fork server imports it too, for the next jobs.
+            outbox.close((MODULES, sorted(set(sys.modules) - imported)))
         sock.shutdown(socket.SHUT_WR)  # the runner need not wait for this process's teardown
         code = 0
     except BaseException:  # the job process must never return into the fork server
@@ -239,15 +248,42 @@ _PR_SET_PDEATHSIG = 1
 _PRCTL = _load_prctl()  # looked up once, in the fork server
 
 
-def _prepare(sock: socket.socket, spec: RemoteCall) -> Callable[[], None]:
+class _Outbox:
+    """The job's messages to the runner, from any of the job's threads.
+
+    From the outcome on they are held, and sent in one write with the last message, which the
+    runner takes as the end of the job's messages: it wakes once for the job's end instead of
+    once per message, and need not wait for this process to close its end. What a thread of
+    the job sends after that last message is dropped (the process is about to exit)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._held: list[bytes] | None = None  # None until the outcome
+        self._closed = False
+
+    def send(self, message: Message) -> None:
+        data = protocol.frame(message)
+        with self._lock:
+            if self._closed:
+                return
+            if self._held is None and message[0] != OUTCOME:
+                self._sock.sendall(data)
+                return
+            if self._held is None:
+                self._held = []
+            self._held.append(data)
+
+    def close(self, last: Message) -> None:
+        """Send what is held and ``last``, the job's last message."""
+        with self._lock:
+            self._closed = True
+            self._sock.sendall(b"".join([*(self._held or []), protocol.frame(last)]))
+
+
+def _prepare(outbox: _Outbox, spec: RemoteCall) -> Callable[[], None]:
     """Everything but the call itself: what runs it, once the go-ahead comes."""
-    lock = threading.Lock()
-
-    def send(message: Message) -> None:
-        with lock:  # the job's own threads may write too
-            protocol.send(sock, message)
-
-    store = RelayStore(send)
+    store = RelayStore(outbox.send)
     try:
         call = loads_call(spec.payload)
     except BaseException as exc:  # e.g. the function's module is missing here
@@ -257,7 +293,6 @@ def _prepare(sock: socket.socket, spec: RemoteCall) -> Callable[[], None]:
         os.chdir(spec.working_directory)
     writer = writers.JobWriter(spec.job_id, store_sink(store, spec.job_id))
     writers.bind_process(writer)
-    capture.install_exclusive()
     apply_log_levels(spec.log_levels)
     # The whole process belongs to the job: threads it starts see its context too.
     context.bind_process_context(call.context)
@@ -269,6 +304,31 @@ def _prepare(sock: socket.socket, spec: RemoteCall) -> Callable[[], None]:
                 stream.flush()
 
     return run
+
+
+_WARM_UP_CALL = dumps_call(Call(int))
+
+
+def _warm_up() -> None:
+    """Do, while no job is here, what does not depend on the job, and once what does.
+
+    The process was just forked: the first use of each object the job's path touches copies
+    the page it lives on (reference counts are writes), which doubled the time from a job's
+    arrival to its outcome. A trial run of that path on a call of ``int()``, whose messages go
+    nowhere and which sets nothing process-wide, moves those copies off the job's time.
+    Capturing the process's output is the same for every job: it is installed here for good.
+    """
+    try:
+        capture.install_exclusive()
+        sent: list[Message] = []
+        store = RelayStore(sent.append)
+        call = loads_call(_WARM_UP_CALL)
+        writer = writers.JobWriter(0, store_sink(store, 0))
+        output = [(OUTPUT, writer.encode_output(call.invoke()))]
+        transition(store, 0, JobState.Completed, records=output)
+        protocol.frame(sent[-1])
+    except Exception:  # only ever a saving: the job's own run does it all again
+        pass
 
 
 def _failed(store: RelayStore, job_id: int, failure: bytes) -> None:

@@ -6,7 +6,9 @@
                                                 (it answers ("hello", pid) when it takes the job)
     job process ══socket══► runner (the Dask task) ══► the session watching the job
       ("records", [(stream, payload)])       interim batches, through a Dask Queue: seq 1..K
-      ("update", {field: value})             the final batch: the task's result, with K
+      ("update", {field: value})             the final batch: the task's result, with K (and,
+                                             for a job that is not detached, first through the
+                                             same queue as batch K+1, marked final)
       ("outcome", state, {fields}, [records])
       ("hold", key, until)                   a provider pacing the session's jobs
       ("modules", [names])                   (for the runner: what the fork server preloads)
@@ -49,6 +51,11 @@ class RemoteCall:
 
     ``channel`` is the Dask Queue for interim batches (the session's inbox, or the job's own
     queue for a detached job); ``claim`` the Dask MultiLock taken when the job begins.
+    ``final_to_channel``: put the final batch in ``channel`` too, before the task returns. The
+    session's inbox thread is already waiting on that queue, so the job is settled one hop
+    after it ends, instead of after the scheduler has told the session the task finished and
+    the session has fetched its result. (A detached job's result stays in its task, for
+    whichever process receives it.)
     """
 
     job_id: int
@@ -58,6 +65,7 @@ class RemoteCall:
     log_levels: dict[str, int]
     channel: str
     claim: str
+    final_to_channel: bool = False
 
 
 def task_key(instance: str) -> str:
@@ -78,13 +86,15 @@ def dumps(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def encode_batch(instance: str, seq: int, messages: list[Message]) -> bytes:
-    return dumps((instance, seq, messages))
+def encode_batch(instance: str, seq: int, messages: list[Message], final: bool = False) -> bytes:
+    return dumps((instance, seq, messages, final))
 
 
-def decode_batch(data: bytes) -> tuple[str, int, list[Message]]:
-    instance, seq, messages = pickle.loads(data)
-    return instance, seq, messages
+def decode_batch(data: bytes) -> tuple[str, int, list[Message], bool]:
+    """A batch: its job's instance id, its sequence number, its messages, whether it is the
+    job's final batch (the one with the outcome)."""
+    instance, seq, messages, final = pickle.loads(data)
+    return instance, seq, messages, final
 
 
 def encode_result(batches_sent: int, messages: list[Message]) -> bytes:

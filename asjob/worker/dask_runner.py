@@ -8,7 +8,10 @@
                                    │  dask_spawner) gets the job and prepares it
                                    ├─ ("go",) ──► the job process runs the call
                                    ├─ its messages; every FLUSH_S an interim batch ──► channel
-                                   └─ it exits ──► the task's result: last batch + exit status
+                                   └─ its last message (or its end) ──► the final batch:
+                                        last messages + exit status
+                                        ├─► channel, when the session's inbox (it settles there)
+                                        └─► the task's result
     stop_job ──Client.run(kill_job)──► the worker's event loop: SIGKILL the job's process group,
                                        return once it has been reaped
 
@@ -53,6 +56,9 @@ from .dask_protocol import (
 from .dask_spawner import fork_server
 
 FLUSH_S = 0.05
+# A final batch larger than this is left to the task's result: the inbox goes through the
+# scheduler, which should not hold large values for long.
+FINAL_TO_CHANNEL_LIMIT = 1 << 20
 START_WAIT_S = 30.0
 KILL_WAIT_S = 5.0
 _MAX_DOOMED = 10_000
@@ -122,6 +128,7 @@ def _run(spec: RemoteCall) -> bytes:
                 _running.pop(spec.instance, None)
     finally:
         ours.close()
+        fork_server().refill()  # now that the job has ended: see Spawner.refill
 
 
 def _hello(sock: socket.socket, reader: protocol.Reader) -> int | None:
@@ -159,6 +166,8 @@ def _supervise(
             if frames is None:
                 break  # the job process has ended, closing its end
             pending.extend(_take_modules(frames))
+            if any(frame[0] == MODULES for frame in frames):
+                break  # its last message: the call has returned and everything is here
         if time.monotonic() >= next_flush:
             next_flush = time.monotonic() + FLUSH_S
             if not abandoned and _cancelled(worker, key):
@@ -181,7 +190,13 @@ def _supervise(
         child.exited.wait(KILL_WAIT_S)  # how it ended is the job's outcome: wait to learn it
     if abandoned:
         _release(worker, lock_id)  # the session that would have released the claim is gone
-    return encode_result(sent, [*pending, (EXITED, pid, child.status, lock_id)])
+    final = [*pending, (EXITED, pid, child.status, lock_id)]
+    if spec.final_to_channel and not abandoned:
+        batch = encode_batch(spec.instance, sent + 1, final, final=True)
+        if len(batch) <= FINAL_TO_CHANNEL_LIMIT:
+            # Put (and acknowledged) before the task returns, so it is ahead of the task's end.
+            _put(worker, spec.channel, batch)
+    return encode_result(sent, final)
 
 
 def _receive(reader: protocol.Reader) -> list[Message] | None:

@@ -3,7 +3,8 @@ processes it keeps ready.
 
 One per worker process, started by the first job. It asks the server for job processes ahead
 of time, each on a socket of its own, so a job takes one that is already up and waiting: no
-fork, and no round trip to the server, between a task starting and its call running. A reader
+fork, and no round trip to the server, between a task starting and its call running. The one a
+job took is replaced once that job has ended (at once only if none is left waiting). A reader
 thread routes the server's reports (each process's pid, then how it ended) to them. If the
 server dies, its processes die with it and are reported ended; the next job starts a new one.
 """
@@ -66,8 +67,15 @@ class Spawner:
                     return self._failed("the fork server did not start a job process in time")
                 self._lock.wait(left)
             process = self._ready.popleft()
-            self._ask(READY - len(self._ready) - self._coming)
+            if not self._ready:  # jobs are starting faster than they end: keep up now
+                self._ask(READY - self._coming)
             return process
+
+    def refill(self) -> None:
+        """Ask for the job processes taken since the last call. Called once a job has ended:
+        forking a replacement while it starts would compete with it for the CPU."""
+        with self._lock:
+            self._ask(READY - len(self._ready) - self._coming)
 
     def preload(self, modules: list[str]) -> None:
         """Have the server import ``modules``; the waiting processes, which lack them, retire."""

@@ -5,19 +5,27 @@
     launch ── Running (location: the scheduler) ── submit ── watch   (detached: + own queue,
                                                                        task published by name)
     inbox thread ── on_batch ── watch.offer ── store     (location becomes the worker's)
-    result thread ── on_done ── interim batches applied? ── settle: one compare-and-set
-                                 ── session.job_finished ── clean up on the cluster
+                           └─ the final batch ── settle: one compare-and-set
+                                                 ── session.job_finished
+    result thread ── on_done ── not settled yet? the task's result, interim batches applied?
+                                 ── settle ── session.job_finished
+                            └─ clean up on the cluster (the claim, a detached job's queue)
     stop ── Client.run(kill_job) where it runs (every worker if it has not begun)
            ── cancel the task if it ran nowhere ── wait for its end
     adopt ── a detached job whose starter is gone: fetch its published task, watch it
 
 A job's record says which scheduler it went to (:mod:`.routing`), so any process sharing the
 store can stop it or, once its starter has exited, collect a detached job's result.
+
+A job is settled once, from whichever comes first: its final batch in the inbox (the usual
+way for a job that is not detached) or its task's end. Its claim is released only after the
+task has ended: released earlier, a worker lost in between would let Dask's re-run take it.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import threading
 import time
@@ -27,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 from distributed import Future
-from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
 from ...errors import AsJobError, BackendUnavailableError, InvalidJobStateError, WorkerLostError
@@ -38,7 +45,7 @@ from ...worker import dask_protocol as p
 from ..base import LaunchOptions
 from ..process import process_gone
 from . import routing
-from .cluster import Cluster
+from .cluster import Cluster, task_outcome
 from .outcome import settle, settle_cancelled, settle_failure
 from .watch import JobWatch
 
@@ -120,6 +127,7 @@ class DaskBackend:
                 log_levels=prepared.log_levels,
                 channel=queue.name if queue is not None else cluster.inbox.name,
                 claim=p.claim_name(instance),
+                final_to_channel=queue is None,
             )
         )
         self._register(watch)
@@ -166,27 +174,41 @@ class DaskBackend:
 
     # -- what the cluster's threads report ---------------------------------------------------
 
-    def _on_batch(self, instance: str, seq: int, messages: list[p.Message]) -> None:
+    def _on_batch(self, instance: str, seq: int, messages: list[p.Message], final: bool) -> None:
         watch = self._by_instance.get(instance)
-        if watch is not None:
-            watch.offer(seq, messages)
-
-    def _on_done(self, future: Any, result: Any) -> None:
-        watch = self._by_key.get(str(future.key))
-        if watch is None or watch.done.is_set():
+        if watch is None:
             return
-        store = self._session.store
-        if future.status == "finished":
-            sent, messages = p.decode_result(result)
+        if not final:
+            watch.offer(seq, messages)
+        elif watch.begin_settling():
+            # The interim batches came before it, through this same thread: all applied.
             watch.note_claim(messages)
-            watch.wait_applied(sent, SETTLE_WAIT_S)
-            settle(store, watch.job_id, messages, watch.scheduler)
-        elif future.status == "cancelled" or isinstance(result, FutureCancelledError):
-            settle_cancelled(store, watch.job_id)
-        else:
-            error = result[1] if isinstance(result, tuple) else result
-            settle_failure(store, watch.job_id, encode_failure(self._task_failure(watch, error)))
-        self._end(watch)
+            try:
+                settle(self._session.store, watch.job_id, messages, watch.scheduler)
+            except BaseException:
+                watch.give_up_settling()  # the task's end settles it instead
+                raise
+            self._settled(watch)
+
+    def _on_done(self, future: Any) -> None:
+        watch = self._by_key.get(str(future.key))
+        if watch is None:
+            return
+        if watch.begin_settling():
+            store = self._session.store
+            how, result = task_outcome(future)
+            if how == "finished":
+                sent, messages = p.decode_result(result)
+                watch.note_claim(messages)
+                watch.wait_applied(sent, SETTLE_WAIT_S)
+                settle(store, watch.job_id, messages, watch.scheduler)
+            elif how == "cancelled":
+                settle_cancelled(store, watch.job_id)
+            else:
+                failure = self._task_failure(watch, result)
+                settle_failure(store, watch.job_id, encode_failure(failure))
+            self._settled(watch)
+        self._clean_up(watch)
 
     @staticmethod
     def _task_failure(watch: JobWatch, error: BaseException) -> BaseException:
@@ -199,10 +221,21 @@ class DaskBackend:
         return error  # e.g. asjob cannot be imported on the worker: the job says so
 
     def _end(self, watch: JobWatch) -> None:
-        """The job has been settled: tell the session, then tidy up on the cluster."""
-        self._forget(watch)
+        """The job has been settled and its task has ended (or never began)."""
+        self._settled(watch)
+        self._clean_up(watch)
+
+    def _settled(self, watch: JobWatch) -> None:
+        """The job has been settled: stop watching it and tell the session."""
+        with self._lock:
+            self._watches.pop(watch.job_id, None)
+            self._by_instance.pop(watch.instance, None)
         watch.done.set()
         self._session.job_finished(watch.job_id)
+
+    def _clean_up(self, watch: JobWatch) -> None:
+        """The job's task has ended too: tidy up on the cluster."""
+        self._forget(watch)
         cluster = self._clusters.get(watch.scheduler)
         if cluster is None:
             return
@@ -222,7 +255,10 @@ class DaskBackend:
 
     def stop(self, record: JobRecord) -> None:
         with self._lock:
-            watch = self._watches.get(record.id)
+            # (Settled a moment ago, from its final batch, its task may not have ended yet.)
+            watch = self._watches.get(record.id) or self._by_key.get(
+                p.task_key(record.instance_id.hex)
+            )
         if watch is not None:
             address = watch.scheduler
         else:
@@ -318,11 +354,19 @@ class DaskBackend:
     def close(self) -> None:
         with self._connecting:
             self._closed = True
-            clusters = list(self._clusters.values())
+            clusters = dict(self._clusters)
             self._clusters.clear()
         with self._lock:
+            # Settled, their tasks not yet ended: this client's going releases their tasks, so
+            # Dask cannot run them again, and their claims go now.
+            ending = [w for w in self._by_key.values() if w.done.is_set() and w.claim]
             self._watches.clear()
             self._by_instance.clear()
             self._by_key.clear()
-        for cluster in clusters:
+        for watch in ending:
+            cluster = clusters.get(watch.scheduler)
+            if cluster is not None and watch.claim is not None:
+                with contextlib.suppress(Exception):
+                    cluster.release_claim(watch.claim)
+        for cluster in clusters.values():
             cluster.close()

@@ -2,15 +2,17 @@
 
 ::
 
-    Client ──submit(run_job)──► cluster ──task result──► as_completed ──► result thread ─► on_done
-      ▲                            │ interim batches
+    Client ──submit(run_job)──► cluster ──task ends──► as_completed ──► result thread ─► on_done
+      ▲                            │ interim batches, and final ones
       │                            ▼
       └── inbox (a Dask Queue, one per connection) ──► inbox thread ─► on_batch
           detached jobs' own queues, polled while any are watched ─┘
 
 Both threads run the session's callbacks, which write the store. Neither relies on Dask's
 callback executor: it refuses work once the interpreter starts exiting, which is exactly when
-the session stops its jobs.
+the session stops its jobs. The result thread is told a task has ended, not its result: most
+jobs have been settled from their final batch by then, and :func:`task_outcome` fetches the
+result of the others.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import distributed
+from distributed.client import FutureCancelledError
 
 from ...worker.dask_protocol import decode_batch
 from ...worker.dask_runner import kill_job, run_job
@@ -41,9 +44,22 @@ RETRY_S = 0.5
 CLOSE_WAIT_S = 2.0
 _WAKE = b""  # put in the inbox to wake its thread; never a batch
 
-OnBatch = Callable[[str, int, list[tuple[Any, ...]]], None]
-OnDone = Callable[[Any, Any], None]
+OnBatch = Callable[[str, int, list[tuple[Any, ...]], bool], None]
+OnDone = Callable[[Any], None]
 Poll = Callable[[], None]
+
+
+def task_outcome(future: Any) -> tuple[str, Any]:
+    """How an ended task ended: ``("finished", its result)``, ``("cancelled", None)`` or
+    ``("failed", the exception)``; the result is fetched from the cluster."""
+    if future.status == "cancelled":
+        return "cancelled", None
+    try:
+        return "finished", future.result()
+    except FutureCancelledError:  # cancelled while its result was being fetched
+        return "cancelled", None
+    except Exception as exc:
+        return "failed", exc
 
 
 class Cluster:
@@ -59,9 +75,7 @@ class Cluster:
         except BaseException:
             self.client.close()
             raise
-        self._completed: Any = _dd.as_completed(
-            loop=self.client.loop, with_results=True, raise_errors=False
-        )
+        self._completed: Any = _dd.as_completed(loop=self.client.loop)
         self._more = threading.Event()
         self._polls: dict[str, Poll] = {}
         self._releasing: set[concurrent.futures.Future[None]] = set()
@@ -146,8 +160,10 @@ class Cluster:
                         poll()
                     time.sleep(POLL_S)
                 else:
-                    first = self.inbox.get()  # blocks until a batch or a wake-up
-                    self._deliver([first, *self.inbox.get(batch=True)])
+                    # Blocks until a batch or a wake-up, which is delivered before asking for
+                    # what followed it: usually nothing, and a job's end should not wait for that.
+                    self._deliver([self.inbox.get()])
+                    self._deliver(self.inbox.get(batch=True))
             except Exception:
                 if self._closing:
                     return
@@ -158,8 +174,8 @@ class Cluster:
         for data in items:
             if data == _WAKE:
                 continue
-            instance, seq, messages = decode_batch(data)
-            self._on_batch(instance, seq, messages)
+            instance, seq, messages, final = decode_batch(data)
+            self._on_batch(instance, seq, messages, final)
 
     def _wake(self) -> None:
         with contextlib.suppress(Exception):
@@ -174,15 +190,18 @@ class Cluster:
                 self._more.wait()
                 continue
             try:
-                future, result = next(self._completed)
+                future = next(self._completed)
             except StopIteration:
                 continue
             if self._closing:
                 continue
             try:
-                self._on_done(future, result)
+                self._on_done(future)
             except Exception:  # one job's trouble must not end the thread serving all
                 log.exception("settling the Dask task %s failed", future.key)
+            # Its key is released now, not once the next task has ended (its result would stay
+            # in its worker's memory until then).
+            del future
 
     # -- the end -----------------------------------------------------------------------------
 

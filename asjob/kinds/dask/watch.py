@@ -45,7 +45,8 @@ class JobWatch:
         self.queue_refs = queue_refs
         self.future: Any = None
         self.claim: str | None = None  # the id its runner took the job's claim with
-        self.done = threading.Event()
+        self.done = threading.Event()  # settled: its end is in the store
+        self._settling = False
         self._applied = 0
         self._changed = threading.Condition()
         self._draining = threading.Lock()
@@ -67,6 +68,20 @@ class JobWatch:
             self._applied = seq
             self._changed.notify_all()
 
+    def begin_settling(self) -> bool:
+        """Whether the caller is the one to settle the job: its final batch and its task's end
+        race to it (from the inbox thread and the result thread), and only the first may."""
+        with self._changed:
+            if self._settling:
+                return False
+            self._settling = True
+            return True
+
+    def give_up_settling(self) -> None:
+        """Let the other report settle the job: this one failed to."""
+        with self._changed:
+            self._settling = False
+
     def note_claim(self, messages: list[Message]) -> None:
         """Remember the id the runner took the job's claim with, to release it at the end."""
         for message in messages:
@@ -79,7 +94,7 @@ class JobWatch:
             return
         with self._draining:  # two drains at once could apply their takes out of order
             for data in self.queue.get(batch=True):
-                _instance, seq, messages = decode_batch(data)
+                _instance, seq, messages, _final = decode_batch(data)
                 self.offer(seq, messages)
 
     def wait_applied(self, count: int, timeout: float) -> bool:
