@@ -7,7 +7,6 @@ of a function's owner or of a returned object by that package name, and only the
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import threading
@@ -49,18 +48,25 @@ class Provider(Protocol):
         provider picks); raise ``ValueError`` if it cannot be continued."""
 
 
-# functools.cache does not stop a hundred jobs ending at once from each reading every installed
-# distribution's metadata: the lock makes the first reader do it for all.
+# The lock makes the first reader of the installed distributions' metadata read it for all (a
+# hundred jobs ending at once would each read it). Once read, answers come from plain variables
+# without the lock: every start and every finish asks, and a lock held by a thread that waits
+# for the GIL would make them all queue behind it.
 _lookup_lock = threading.RLock()
+_packages: frozenset[str] | None = None
+_providers: dict[str, Provider | None] = {}
 
 
 def provider_packages() -> frozenset[str]:
     """Names of the packages some installed provider knows (read once per process)."""
-    with _lookup_lock:
-        return _read_provider_packages()
+    global _packages
+    if _packages is None:
+        with _lookup_lock:
+            if _packages is None:
+                _packages = _read_provider_packages()
+    return _packages
 
 
-@functools.cache
 def _read_provider_packages() -> frozenset[str]:
     return frozenset(e.name for e in metadata.entry_points(group=ENTRY_POINT_GROUP))
 
@@ -85,11 +91,13 @@ def provider_named(package: str) -> Provider | None:
     """The provider registered under ``package`` (``ImportError`` if its SDK is missing)."""
     if package not in provider_packages():
         return None
-    with _lookup_lock:
-        return _load_provider(package)
+    if package not in _providers:
+        with _lookup_lock:
+            if package not in _providers:
+                _providers[package] = _load_provider(package)
+    return _providers[package]
 
 
-@functools.cache
 def _load_provider(package: str) -> Provider | None:
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == package:

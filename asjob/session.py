@@ -63,6 +63,9 @@ class Session:
 
     def kind(self, name: str) -> Kind:
         """The session's instance of the kind called ``name``, created on first use."""
+        known = self._kinds.get(name)  # without the lock: every start asks
+        if known is not None:
+            return known
         with self._kinds_lock:
             if name in self._kinds:
                 return self._kinds[name]

@@ -255,6 +255,14 @@ class SQLiteStore:
                 raise
             conn.execute("COMMIT")
 
+    def _write_statement(self, statement: str, params: Sequence[Any]) -> sqlite3.Cursor:
+        """Run one writing statement as a transaction of its own. Among a hundred busy job
+        threads, each call into SQLite gives up the GIL and waits to get it back: one
+        statement does that once, where BEGIN, the statement and COMMIT do it three times."""
+        conn = self._connection()
+        with self._thread_lock, self._translated_errors():
+            return self._retry_while_busy(lambda: conn.execute(statement, params))
+
     def _initialise(self) -> None:
         # WAL is a property of the file, so setting it once is enough; it cannot change
         # inside a transaction. Processes creating a new store at the same moment race to
@@ -304,12 +312,7 @@ class SQLiteStore:
                 cur = conn.execute(_INSERT_JOB, values)
                 self._settle_parent(conn, new.parent_id, new.state)
         else:
-            # One statement is a transaction of its own: a start among a hundred busy job
-            # threads gives up the GIL (and waits to get it back) once, not for BEGIN and
-            # COMMIT too.
-            conn = self._connection()
-            with self._thread_lock, self._translated_errors():
-                cur = self._retry_while_busy(lambda: conn.execute(_INSERT_JOB, values))
+            cur = self._write_statement(_INSERT_JOB, values)
         job_id = cur.lastrowid
         assert job_id is not None
         return new.record(job_id, created)
@@ -395,8 +398,11 @@ class SQLiteStore:
 
     def update(self, job_id: int, **fields: Any) -> None:
         check_fields(fields)
-        with self._write() as conn:
-            self._set(conn, job_id, **fields)
+        if fields:
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            self._write_statement(
+                f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id)
+            )
 
     def delete_jobs(self, job_ids: Sequence[int]) -> None:
         with self._write() as conn:
@@ -436,6 +442,13 @@ class SQLiteStore:
             )
 
     def append_records(self, job_id: int, records: Sequence[tuple[str, bytes]]) -> None:
+        if len(records) == 1:  # the usual case: one progress record, one printed line
+            ((stream, payload),) = records
+            self._write_statement(
+                "INSERT INTO records (job_id, stream, payload) VALUES (?, ?, ?)",
+                (job_id, stream, payload),
+            )
+            return
         with self._write() as conn:
             self._append(conn, job_id, records)
 

@@ -285,6 +285,11 @@ class SharedTokenCredential:
                 *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
             )
         key = (" ".join(scopes), enable_cae)
+        # A fresh token is read without the lock: every request of every job asks, and a lock
+        # held by a thread waiting for the GIL would make them queue behind it.
+        token = self._tokens.get(key)
+        if token is not None and token.expires_on - time.time() >= REFRESH_MARGIN_S:
+            return token
         # One lock across the fetch: concurrent askers wait for the one request in flight.
         with self._lock:
             token = self._tokens.get(key)

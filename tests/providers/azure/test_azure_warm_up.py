@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-import threading
+import json
+import subprocess
+import sys
 
+REHEARSE_IN_A_FRESH_INTERPRETER = """
+import json, threading
 import psutil
 from asjob.providers.azure import warm_up
 
+warm_up.rehearse()
+warm_up.rehearse()  # and again: a fork server preloads more than once
+print(json.dumps({
+    "threads": threading.active_count(),
+    "connections": [str(c) for c in psutil.Process().net_connections()],
+}))
+"""
+
 
 def test_the_rehearsal_leaves_no_thread_or_connection_behind() -> None:
-    threads_before = threading.active_count()
-    connections_before = len(psutil.Process().net_connections())
-
-    warm_up.rehearse()
-    warm_up.rehearse()  # and can run again (a fork server preloads more than once)
-
-    assert threading.active_count() == threads_before
-    assert len(psutil.Process().net_connections()) == connections_before
+    done = subprocess.run(
+        [sys.executable, "-c", REHEARSE_IN_A_FRESH_INTERPRETER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    left = json.loads(done.stdout)
+    assert left == {"threads": 1, "connections": []}
