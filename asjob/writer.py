@@ -71,6 +71,11 @@ class JobWriter:
         """True once the job has been asked to stop; cooperative code may poll it."""
         return self._stop.is_set()
 
+    def wait_for_stop(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, waking early when the job is asked to stop; return
+        whether it was. For code that pauses between polls."""
+        return self._stop.wait(timeout)
+
     def write_progress(self, activity: str, status: str, percent: int | None = None) -> None:
         if percent is not None and not 0 <= percent <= 100:
             raise ValueError(f"percent must be between 0 and 100, not {percent}")

@@ -57,6 +57,7 @@ def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
             fields["resume_data"] = data
     if fields and writer.store is not None:
         writer.store.update(job_id, **fields)
+    stop_polling_on_stop(poller, writer)
 
     done = threading.Event()
     poller.add_done_callback(lambda _method: done.set())
@@ -72,6 +73,30 @@ def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
         if writer.stopping:
             return None  # the wait ends; the operation goes on in Azure
     return poller.result()
+
+
+class PollingStopped(Exception):
+    """Ends a poller's own thread when its job is stopped (see stop_polling_on_stop)."""
+
+
+def stop_polling_on_stop(poller: LROPoller[Any], writer: JobWriter) -> None:
+    """Make the poller's thread end at its next pause once the job is asked to stop.
+
+    The poller polls in a thread of its own that nothing can interrupt, so a stopped job's
+    poller would go on sending a request every polling interval until the operation ends.
+    azure-core's polling methods pause through ``_sleep``; this one wakes when the job is
+    stopped, and ends the polling loop by raising (the poller keeps the exception, unread).
+    A polling method without ``_sleep`` is left as it is.
+    """
+    method = poller.polling_method()
+    if not callable(getattr(method, "_sleep", None)):
+        return
+
+    def sleep(delay: float) -> None:
+        if writer.wait_for_stop(delay):
+            raise PollingStopped("the job was stopped")
+
+    method._sleep = sleep  # type: ignore[attr-defined]
 
 
 def resume_data(poller: LROPoller[Any], operation: Operation) -> str | None:

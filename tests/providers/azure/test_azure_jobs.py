@@ -250,6 +250,27 @@ def test_stop_ends_the_wait_but_not_the_operation(arm: ArmEmulator) -> None:
 
 
 @pytest.mark.parametrize("kind", ["process", "thread"])
+def test_a_stopped_job_polls_no_more(arm: ArmEmulator, kind: str) -> None:
+    compute = connect(arm).client(ComputeManagementClient)
+    parameters = f.body("vm-quiet", **{OPERATION_SECONDS_TAG: "3.0"})
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update, kind=kind)(
+        f.GROUP, "vm-quiet", parameters
+    )
+
+    def polls() -> int:
+        return sum(1 for r in arm.requests() if r["method"] == "GET")
+
+    wait_until(lambda: polls() >= 3)
+    job.stop()
+    time.sleep(0.1)  # a poll already under way may still land
+    after_stop = polls()
+    time.sleep(0.6)  # twelve polling intervals
+
+    assert str(job.state) == "Stopped"
+    assert polls() == after_stop
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
 def test_an_explicit_context_wins_and_later_changes_do_not_reach_a_started_job(
     arm: ArmEmulator,
     kind: str,
