@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -20,6 +22,21 @@ from azure.mgmt.compute.models import VirtualMachine
 
 import asjob
 from asjob import context as asjob_context
+
+
+def run_python(script: str, *args: str, cwd: str | os.PathLike[str] | None = None) -> Any:
+    """Run ``script`` in a fresh interpreter; return the JSON its last line of output holds."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000a5"
 GROUP = "rg-asjob"

@@ -6,8 +6,6 @@ import base64
 import json
 import os
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,16 +45,7 @@ def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session: Session) -> It
 
 
 def fresh_process() -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", IN_A_FRESH_PROCESS],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    answer: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    answer: dict[str, object] = f.run_python(IN_A_FRESH_PROCESS, cwd=ROOT)
     return answer
 
 

@@ -78,15 +78,7 @@ def kill_worker(session: Session, job: asjob.Job[Any]) -> None:
 
 
 def resume_in_a_new_process(job_id: int) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-c", RESUME_IN_A_NEW_PROCESS, str(job_id)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    resumed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    resumed: dict[str, Any] = f.run_python(RESUME_IN_A_NEW_PROCESS, str(job_id))
     return resumed
 
 

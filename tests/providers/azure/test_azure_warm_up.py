@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from . import azurefuncs as f
 
 REHEARSE_IN_A_FRESH_INTERPRETER = """
 import json, threading
@@ -21,13 +19,5 @@ print(json.dumps({
 
 
 def test_the_rehearsal_leaves_no_thread_or_connection_behind() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", REHEARSE_IN_A_FRESH_INTERPRETER],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    left = json.loads(done.stdout)
+    left = f.run_python(REHEARSE_IN_A_FRESH_INTERPRETER)
     assert left == {"threads": 1, "connections": []}
