@@ -62,7 +62,11 @@ def prepare(
 ) -> Prepared:
     ensure_open(session)
     backend = resolve_kind(session, kind)
-    options = LaunchOptions(resolve_working_directory(working_directory), detach)
+    options = LaunchOptions(
+        resolve_working_directory(working_directory),
+        detach,
+        chosen_directory=working_directory is not None,
+    )
     command = command_text(call.fn, call.args, call.kwargs)
     job_type_name = backend.job_type_name
     default_name = ""

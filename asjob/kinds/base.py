@@ -19,6 +19,8 @@ from ..store.base import JobRecord
 class LaunchOptions:
     working_directory: str
     detached: bool = False
+    # Whether the caller chose the directory (else it is the caller's current one).
+    chosen_directory: bool = False
 
 
 class Kind(Protocol):

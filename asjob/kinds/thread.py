@@ -34,12 +34,11 @@ class ThreadKind:
         self._lock = threading.Lock()
 
     def prepare(self, call: Call, options: LaunchOptions) -> Call:
-        here = os.getcwd()
-        # realpath only when the strings differ: each of its lstat calls gives up the GIL,
-        # and a start among a hundred busy job threads waits to get it back each time.
-        if options.working_directory != here and os.path.realpath(
+        # Checked only when chosen: each system call gives up the GIL, and a start among a
+        # hundred busy job threads waits to get it back each time.
+        if options.chosen_directory and os.path.realpath(
             options.working_directory
-        ) != os.path.realpath(here):
+        ) != os.path.realpath(os.getcwd()):
             raise ValueError(
                 "thread jobs share the caller's working directory: "
                 f"cannot run one in {options.working_directory!r}; use kind='process'"
