@@ -305,9 +305,6 @@ class ProcessKind:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._client = ForkServerClient(session, self._continue_here)
-        # Jobs whose workers handed the rest of their work to this session: run as thread jobs.
-        self._continued: set[int] = set()
-        self._continued_lock = threading.Lock()
 
     def prepare(self, call: Call, options: LaunchOptions) -> PackedCall:
         if self._session.store.path is None:
@@ -340,25 +337,12 @@ class ProcessKind:
                 return  # stopped meanwhile
             call = plugins.continuation_call(record.resume_data, worker.context)
             self._threads().continue_job(record, call)
-            # After the thread kind has it: is_live forgets jobs the thread kind does not run.
-            # (Nothing asks in between: the worker is still listed until it has exited.)
-            with self._continued_lock:
-                self._continued.add(job_id)
         except Exception as exc:
             transition(store, job_id, JobState.Failed, reason=encode_failure(exc))
             self._session.job_finished(job_id)
 
-    def _continued_here(self, job_id: int) -> bool:
-        with self._continued_lock:
-            if job_id not in self._continued:
-                return False
-            if self._threads().is_live(job_id):
-                return True
-            self._continued.discard(job_id)
-            return False
-
     def stop(self, record: JobRecord) -> None:
-        if self._continued_here(record.id):
+        if self._threads().continues(record.id):
             self._threads().stop(record)
             return
         worker = self._client.workers.get(record.id)
@@ -378,7 +362,7 @@ class ProcessKind:
             time.sleep(0.005)
 
     def is_live(self, job_id: int) -> bool:
-        return job_id in self._client.workers or self._continued_here(job_id)
+        return job_id in self._client.workers or self._threads().continues(job_id)
 
     def close(self) -> None:
         self._client.close()

@@ -31,6 +31,7 @@ class ThreadKind:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._writers: dict[int, JobWriter] = {}
+        self._continued: set[int] = set()  # jobs of other kinds, handed off to this one
         self._lock = threading.Lock()
 
     def prepare(self, call: Call, options: LaunchOptions) -> Call:
@@ -53,7 +54,14 @@ class ThreadKind:
     def continue_job(self, record: JobRecord, call: Call) -> None:
         """Run the rest of a Running job of another kind, whose worker handed it off (see
         :meth:`asjob.writer.JobWriter.hand_off`), as a thread job of this session."""
+        with self._lock:
+            self._continued.add(record.id)
         self._launch(record, call, resume_recorded=True)
+
+    def continues(self, job_id: int) -> bool:
+        """Whether this kind runs the rest of job ``job_id`` (see :meth:`continue_job`)."""
+        with self._lock:
+            return job_id in self._continued
 
     def _launch(self, record: JobRecord, call: Call, resume_recorded: bool = False) -> None:
         session = self._session
@@ -92,6 +100,7 @@ class ThreadKind:
     def _finished(self, job_id: int) -> None:
         with self._lock:
             self._writers.pop(job_id, None)
+            self._continued.discard(job_id)
         self._session.job_finished(job_id)
 
     def stop(self, record: JobRecord) -> None:
