@@ -17,7 +17,6 @@ start, so the server keeps up and forks stay cheap.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import socket
 import sys
@@ -36,6 +35,7 @@ from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.base import JobRecord
 from ..worker import protocol
+from ..worker.log_levels import caller_log_levels
 from ..worker.payload import dumps_call
 from .base import LaunchOptions
 from .thread import ThreadKind
@@ -73,14 +73,6 @@ def _importable_modules() -> list[str]:
         for name, module in list(sys.modules.items())
         if name not in ("__main__", "__mp_main__") and getattr(module, "__file__", None)
     ]
-
-
-def _log_levels() -> dict[str, int]:
-    levels = {"": logging.getLogger().level}
-    for name, logger in list(logging.Logger.manager.loggerDict.items()):
-        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
-            levels[name] = logger.level
-    return levels
 
 
 class ForkServerClient:
@@ -168,7 +160,7 @@ class ForkServerClient:
                 options.detached,
                 dict(os.environ),
                 options.working_directory,
-                _log_levels(),
+                caller_log_levels(),
                 session_host,
             )
             with self._send_lock:

@@ -48,8 +48,8 @@ from .dask_protocol import (
     Message,
     RemoteCall,
 )
+from .log_levels import apply_log_levels
 from .payload import dumps_call, loads_call
-from .process_main import apply_log_levels
 from .protocol import Frames
 from .runner import run_call, store_sink
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 from typing import Any
@@ -15,18 +14,13 @@ from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
 from . import protocol
 from .forking import release_standard_streams
+from .log_levels import apply_log_levels
 from .payload import loads_call
 from .runner import run_call, store_sink
 
 # What a worker says on its "done" pipe.
-DONE = b"d"
-HANDED_OFF = b"h"
-
-
-def apply_log_levels(levels: dict[str, int]) -> None:
-    """Give this process the caller's logger levels, so a job logs what the caller would see."""
-    for name, level in levels.items():
-        logging.getLogger(name or None).setLevel(level)
+SAYS_DONE = b"d"
+SAYS_HANDED_OFF = b"h"
 
 
 def run_worker(
@@ -97,5 +91,5 @@ def serve_one_job(store_path: str, job_r: int, done_w: int) -> int:
     handed_off = run_worker(store, job_id, payload, log_levels, session_host)
     # The outcome is in the store: the session may go on without waiting for this process
     # to be torn down and reaped.
-    os.write(done_w, HANDED_OFF if handed_off else DONE)
+    os.write(done_w, SAYS_HANDED_OFF if handed_off else SAYS_DONE)
     return 0

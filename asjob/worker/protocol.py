@@ -4,11 +4,14 @@ Unix socket pair. Only the two ends of that private socket pair ever read these 
 Messages (tuples, first item the verb)::
 
     session ─► server   ("preload", [module names])
-                        ("start", job_id, payload, detached, environ, cwd, log_levels)
+                        ("start", job_id, payload, detached, environ, cwd, log_levels,
+                         session_host)         (pid, start time) of the session that may take
+                                               the job over, None for a detached job
                         ("go", job_id, run)    the job is Running (or, run=False, was stopped)
     server ─► session   ("started", job_id, pid, fork_time)
                         ("start_failed", job_id, message)
                         ("finished", job_id)   outcome recorded; the process may linger
+                        ("handed_off", job_id) the session is to continue the job
                         ("exited", job_id, pid, wait_status)
 """
 

@@ -38,7 +38,7 @@ from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
 from . import protocol
 from .forking import ForkingServer, describe_exit, kill_group, preload, release_standard_streams
-from .process_main import HANDED_OFF, serve_one_job
+from .process_main import SAYS_HANDED_OFF, serve_one_job
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class ForkServer(ForkingServer):
             said = os.read(fd, 1)
         finally:
             os.close(fd)
-        if said == HANDED_OFF:
+        if said == SAYS_HANDED_OFF:
             self._handed_off.add(job_id)
             self.send(("handed_off", job_id))
         elif said:

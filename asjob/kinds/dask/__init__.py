@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ...call import Call
 from ...errors import BackendUnavailableError
 from ...store.base import JobRecord
+from ...worker.log_levels import caller_log_levels
 from ..base import LaunchOptions
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class DaskKind:
 
     def prepare(self, call: Call, options: LaunchOptions) -> PreparedCall:
         from .backend import PreparedCall
-        from .packing import log_levels, pack_call
+        from .packing import pack_call
 
         address = self.address or os.environ.get(SCHEDULER_ENV)
         if not address:
@@ -112,7 +113,7 @@ class DaskKind:
             )
         payload = pack_call(call)
         self._work().cluster(address)  # unreachable: fail now, before the job exists
-        return PreparedCall(address, payload, log_levels())
+        return PreparedCall(address, payload, caller_log_levels())
 
     def launch(
         self, record: JobRecord, prepared: Any, options: LaunchOptions, wait: bool = True

@@ -8,7 +8,6 @@ here, at the call, with the ``TypeError`` naming the culprit.
 
 from __future__ import annotations
 
-import logging
 import pickle
 
 import cloudpickle
@@ -34,12 +33,3 @@ def pack_call(call: Call) -> bytes:
         if refused is not None:
             raise refused from None
         raise TypeError(f"cannot send {function_name(call.fn)} to a Dask worker: {exc}") from exc
-
-
-def log_levels() -> dict[str, int]:
-    """The caller's logger levels, so a job logs what the caller would see."""
-    levels = {"": logging.getLogger().level}
-    for name, logger in list(logging.Logger.manager.loggerDict.items()):
-        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
-            levels[name] = logger.level
-    return levels
