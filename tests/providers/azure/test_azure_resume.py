@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,15 +30,6 @@ print(json.dumps({"id": job.id, "name": job.name, "type": job.job_type_name,
                   "state": str(job.state), "vm": vm.name, "vm_type": type(vm).__name__,
                   "provisioning": vm.provisioning_state}))
 """
-
-
-@pytest.fixture
-def arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session: Session) -> Iterator[ArmEmulator]:
-    f.isolate_contexts(tmp_path, monkeypatch)
-    with f.emulator() as emulator:
-        f.point_identity_at(emulator, monkeypatch)
-        yield emulator
-        session.close()
 
 
 def connect(arm: ArmEmulator) -> AzureContext:
