@@ -150,3 +150,30 @@ def test_ids_are_never_reused_after_removal(tmp_path: Path) -> None:
     first, second = store.create_job(new).id, store.create_job(new).id
     store.delete_jobs([first, second])
     assert store.create_job(new).id == second + 1
+
+
+def test_hundreds_of_concurrent_thread_jobs_fit_in_a_small_open_file_limit(
+    store_path: Path,
+) -> None:
+    # Each job writes to the store while all of them are running. With a connection per
+    # thread (two file descriptors each) 200 jobs would need 400: over a limit of 128.
+    script = """
+        import resource, threading
+        import asjob
+        from asjob import current_job
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+        everyone_started = threading.Barrier(201)
+
+        def report(n):
+            current_job().write_progress("report", str(n))
+            everyone_started.wait(30)
+            return n
+
+        jobs = [asjob.start_job(report, n, kind="thread") for n in range(200)]
+        everyone_started.wait(30)
+        assert asjob.receive_job(jobs, wait=True) == list(range(200))
+        print("ok")
+    """
+    (result,) = _all_at_once(store_path, [script])
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr

@@ -5,8 +5,9 @@ transaction (taking the write lock up front, so two writers never deadlock upgra
 lock). Writers queue rather than fail with "database is locked": threads of one process take a
 lock of their own first, and processes retry with short randomised pauses. (SQLite's own busy
 handler backs off to 100 ms sleeps, which starves writers when a hundred jobs finish at once.)
-Each thread and each process (after a fork) opens its own connection: SQLite connections must
-not cross either boundary. The file and its directory are created
+A process has one connection for writes (used under that lock) and a few for reads, each used
+by one thread at a time; a forked child opens its own, since SQLite connections must not cross
+a fork. The file and its directory are created
 owner-only before SQLite touches them; SQLite gives its -wal and -shm files the same mode.
 """
 
@@ -41,6 +42,8 @@ BUSY_TIMEOUT_S = 30.0
 # Readers never wait for writers in WAL mode; this only covers rare moments such as a WAL reset
 # or recovery by a process opening the file.
 READ_BUSY_TIMEOUT_S = 5.0
+# Connections kept open for reads between uses, per store handle and process.
+MAX_IDLE_READERS = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -170,8 +173,13 @@ class SQLiteStore:
         """Open the store at ``path``, creating it (owner-only) and its schema if needed.
         ``initialise=False`` skips that for a process that knows the store exists (a worker)."""
         self._path = Path(path).expanduser().absolute()
-        self._local = threading.local()
         self._thread_lock = _process_lock(self._path)
+        # Connections are shared by the threads of a process (one at a time each), not opened
+        # per thread: a hundred job threads would each open, and read the schema, for a few
+        # statements. None crosses a fork.
+        self._pid = os.getpid()
+        self._writer: sqlite3.Connection | None = None
+        self._idle_readers: list[sqlite3.Connection] = []
         if not initialise:
             return
         try:
@@ -190,21 +198,46 @@ class SQLiteStore:
 
     # -- connections -------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
-            # No busy wait inside SQLite: writers queue with our own short pauses (SQLite's
-            # handler sleeps up to 100 ms at a time), readers retry the same way.
-            conn = sqlite3.connect(
-                self._path, timeout=0, isolation_level=None, check_same_thread=False
-            )
-            # The first statement reads the schema, and meets the locks any statement can.
-            self._retry_while_busy(
-                lambda: conn.execute("PRAGMA synchronous=NORMAL"), READ_BUSY_TIMEOUT_S
-            )
-            self._local.conn = conn
-            self._local.pid = os.getpid()
+    def _open(self) -> sqlite3.Connection:
+        # No busy wait inside SQLite: writers queue with our own short pauses (SQLite's
+        # handler sleeps up to 100 ms at a time), readers retry the same way.
+        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+        # The first statement reads the schema, and meets the locks any statement can.
+        self._retry_while_busy(
+            lambda: conn.execute("PRAGMA synchronous=NORMAL"), READ_BUSY_TIMEOUT_S
+        )
         return conn
+
+    def _forget_if_forked(self) -> None:
+        """A forked child must not use its parent's connections: start afresh."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._writer = None
+            self._idle_readers = []
+
+    def _writer_connection(self) -> sqlite3.Connection:
+        """The process's one writing connection; only used under ``_thread_lock``."""
+        self._forget_if_forked()
+        if self._writer is None:
+            self._writer = self._open()
+        return self._writer
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """An idle connection for one read, opened if none is idle, kept for the next."""
+        self._forget_if_forked()
+        idle = self._idle_readers
+        try:
+            conn = idle.pop()  # atomic: two threads never get the same connection
+        except IndexError:
+            conn = self._open()
+        try:
+            yield conn
+        finally:
+            if len(idle) < MAX_IDLE_READERS and idle is self._idle_readers:
+                idle.append(conn)
+            else:
+                conn.close()
 
     @contextlib.contextmanager
     def _translated_errors(self) -> Iterator[None]:
@@ -216,9 +249,10 @@ class SQLiteStore:
             raise
 
     def _switch_to_wal(self) -> None:
-        conn = self._connection()
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode=WAL")
+        with self._thread_lock:
+            conn = self._writer_connection()
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
 
     def _retry_while_busy(self, attempt: Callable[[], _T], timeout: float = BUSY_TIMEOUT_S) -> _T:
         deadline = time.monotonic() + timeout
@@ -237,16 +271,15 @@ class SQLiteStore:
             pause = min(pause * 2, 0.005)
 
     def _read(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
-        conn = self._connection()
-        with self._translated_errors():
+        with self._reader() as conn, self._translated_errors():
             return self._retry_while_busy(
                 lambda: conn.execute(query, params).fetchall(), READ_BUSY_TIMEOUT_S
             )
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
         with self._thread_lock, self._translated_errors():
+            conn = self._writer_connection()
             self._retry_while_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield conn
@@ -259,8 +292,8 @@ class SQLiteStore:
         """Run one writing statement as a transaction of its own. Among a hundred busy job
         threads, each call into SQLite gives up the GIL and waits to get it back: one
         statement does that once, where BEGIN, the statement and COMMIT do it three times."""
-        conn = self._connection()
         with self._thread_lock, self._translated_errors():
+            conn = self._writer_connection()
             return self._retry_while_busy(lambda: conn.execute(statement, params))
 
     def _initialise(self) -> None:
