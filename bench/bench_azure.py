@@ -11,10 +11,11 @@ operation stays ``InProgress`` for ``--operation-seconds``. Side by side, in one
 * ThreadPoolExecutor: ``count`` threads calling the SDK directly (one shared client);
 * one after another: the SDK called sequentially, estimated from a sample of calls.
 
-For each: wall time, summed PSS of the processes involved (sampled while the work runs, the
-largest sum kept, in a second pass so that reading /proc does not slow the timed one) and the
-token requests the endpoint saw. Targets: both kinds within 1.15x of
-the ThreadPoolExecutor's wall time; the process kind's PSS at most 400 MB; one token request.
+For each: wall time, CPU seconds on the caller's side, summed PSS of the processes involved
+(sampled while the work runs, the largest sum kept, in a second pass so that reading /proc does
+not slow the timed one) and the token requests the endpoint saw. Targets: both kinds within
+1.15x of the ThreadPoolExecutor's wall time; the process kind's PSS at most 400 MB; one token
+request.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Outcome:
     wall: float
     pss_mb: float | None
     tokens: int
+    cpu_s: float | None = None
     note: str = ""
 
 
@@ -84,6 +86,21 @@ class PssSampler:
         self._stop.set()
         if self._processes is not None:
             self._thread.join()
+
+
+def client_cpu_seconds() -> float:
+    """CPU seconds used so far on the caller's side: this process, and the fork server with
+    the workers it has reaped (the emulator, also a child of this process, is left out)."""
+    me = psutil.Process()
+    times = me.cpu_times()
+    total = times.user + times.system
+    for child in me.children():
+        if "asjob.worker.server" not in " ".join(_cmdline(child)):
+            continue
+        with suppress(psutil.Error):
+            t = child.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def this_process() -> list[psutil.Process]:
@@ -131,19 +148,23 @@ def run_asjob(url: str, kind: str, count: int, measure_memory: bool) -> Outcome:
     before = token_requests(url)
     sampled = this_process_and_workers if kind == "process" else this_process
     with PssSampler(sampled if measure_memory else None) as sampler:
+        cpu_before = client_cpu_seconds()
         started = time.monotonic()
         jobs = [create(f"rg-{kind}", f"vm{i:03d}", body(f"vm{i:03d}")) for i in range(count)]
         vms = asjob.receive_job(jobs, wait=True)
         wall = time.monotonic() - started
+        # Workers that ended are counted once the fork server has reaped them.
+        time.sleep(0.2)
+        cpu = client_cpu_seconds() - cpu_before
     assert [vm.provisioning_state for vm in vms] == ["Succeeded"] * count
     asjob.remove_job(jobs)
-    return Outcome(f"asjob {kind}", wall, sampler.peak, token_requests(url) - before)
+    return Outcome(f"asjob {kind}", wall, sampler.peak, token_requests(url) - before, cpu)
 
 
 def run_pair(run: Callable[[bool], Outcome]) -> Outcome:
     """The timed pass, then a pass that samples memory; wall and tokens are the timed pass's."""
     timed = run(False)
-    timed.pss_mb = run(True).pss_mb
+    timed.pss_mb = run(True).pss_mb  # wall, tokens and CPU are the timed pass's
     return timed
 
 
@@ -173,11 +194,14 @@ def run_thread_pool(url: str, count: int, measure_memory: bool) -> Outcome:
 
     sampled = this_process if measure_memory else None
     with PssSampler(sampled) as sampler, ThreadPoolExecutor(count) as pool:
+        cpu_before = client_cpu_seconds()
         started = time.monotonic()
         vms = list(pool.map(create, range(count)))
         wall = time.monotonic() - started
+        cpu = client_cpu_seconds() - cpu_before
     assert [vm.provisioning_state for vm in vms] == ["Succeeded"] * count
-    return Outcome(f"ThreadPoolExecutor({count})", wall, sampler.peak, token_requests(url) - before)
+    tokens = token_requests(url) - before
+    return Outcome(f"ThreadPoolExecutor({count})", wall, sampler.peak, tokens, cpu)
 
 
 def run_sequential(url: str, count: int, sample: int) -> Outcome:
@@ -228,12 +252,19 @@ def main() -> None:
         asjob.use_store(asjob.MemoryStore())  # end the session (and its fork server) now
 
     baseline = outcomes[0].wall
-    print(f"\n{'':<24}{'wall s':>8}{'vs pool':>9}{'PSS MB':>9}{'tokens':>8}")
+    print(f"\n{'':<24}{'wall s':>8}{'vs pool':>9}{'CPU s':>8}{'PSS MB':>9}{'tokens':>8}")
     for o in outcomes:
         pss = "" if o.pss_mb is None else f"{o.pss_mb:.0f}"
+        cpu = "" if o.cpu_s is None else f"{o.cpu_s:.2f}"
         print(
-            f"{o.name:<24}{o.wall:>8.2f}{o.wall / baseline:>8.2f}x{pss:>9}{o.tokens:>8}  {o.note}"
+            f"{o.name:<24}{o.wall:>8.2f}{o.wall / baseline:>8.2f}x{cpu:>8}{pss:>9}{o.tokens:>8}"
+            f"  {o.note}"
         )
+    print(
+        f"CPU s: used on the caller's side (with the fork server and its workers), emulator "
+        f"excluded. On {os.cpu_count()} CPUs a run cannot take less wall time than its CPU "
+        "seconds shared among them."
+    )
     process, thread = outcomes[1], outcomes[2]
     checks = {
         "process within 1.15x of the pool": process.wall <= 1.15 * baseline,
