@@ -93,13 +93,13 @@ def client_cpu_seconds() -> float:
     the workers it has reaped (the emulator, also a child of this process, is left out)."""
     me = psutil.Process()
     times = me.cpu_times()
-    total = times.user + times.system
+    total = float(times.user + times.system)
     for child in me.children():
         if "asjob.worker.server" not in " ".join(_cmdline(child)):
             continue
         with suppress(psutil.Error):
             t = child.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
+            total += float(t.user + t.system + t.children_user + t.children_system)
     return total
 
 
@@ -118,7 +118,7 @@ def this_process_and_workers() -> list[psutil.Process]:
 
 def _cmdline(process: psutil.Process) -> list[str]:
     try:
-        return process.cmdline()
+        return list(process.cmdline())
     except psutil.Error:
         return []
 
@@ -218,7 +218,7 @@ def run_sequential(url: str, count: int, sample: int) -> Outcome:
         per_call * count,
         None,
         token_requests(url) - before,
-        f"estimated: {sample} calls x {count / sample:g}",
+        note=f"estimated: {sample} calls x {count / sample:g}",
     )
 
 
