@@ -1,14 +1,15 @@
 """The default store: one SQLite file shared by every process that manages jobs.
 
-WAL mode lets readers run while a writer commits; every write is one short ``BEGIN IMMEDIATE``
-transaction (taking the write lock up front, so two writers never deadlock upgrading a read
-lock). Writers queue rather than fail with "database is locked": threads of one process take a
-lock of their own first, and processes retry with short randomised pauses. (SQLite's own busy
-handler backs off to 100 ms sleeps, which starves writers when a hundred jobs finish at once.)
-A process has one connection for writes (used under that lock) and a few for reads, each used
-by one thread at a time; a forked child opens its own, since SQLite connections must not cross
-a fork. The file and its directory are created
-owner-only before SQLite touches them; SQLite gives its -wal and -shm files the same mode.
+WAL mode lets readers run while a writer commits; every write is one short transaction: a
+single statement on its own, or several in ``BEGIN IMMEDIATE`` (taking the write lock up front,
+so two writers never deadlock upgrading a read lock). Writers queue rather than fail with
+"database is locked": threads of one process take a lock of their own first, and processes
+retry with short randomised pauses. (SQLite's own busy handler backs off to 100 ms sleeps,
+which starves writers when a hundred jobs finish at once.) A process has one connection for
+writes (used under that lock) and a few for reads, each used by one thread at a time; a forked
+child opens its own, since SQLite connections must not cross a fork. The file and its directory
+are created owner-only before SQLite touches them; SQLite gives its -wal and -shm files the
+same mode.
 """
 
 from __future__ import annotations
