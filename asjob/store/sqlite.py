@@ -289,13 +289,17 @@ class SQLiteStore:
                 raise
             conn.execute("COMMIT")
 
-    def _write_statement(self, statement: str, params: Sequence[Any]) -> sqlite3.Cursor:
-        """Run one writing statement as a transaction of its own. Among a hundred busy job
-        threads, each call into SQLite gives up the GIL and waits to get it back: one
-        statement does that once, where BEGIN, the statement and COMMIT do it three times."""
+    def _write_statement(self, statement: str, params: Sequence[Any]) -> int | None:
+        """Run one writing statement as a transaction of its own; return the row id it
+        inserted, if any. Among a hundred busy job threads, each call into SQLite gives up
+        the GIL and waits to get it back: one statement does that once, where BEGIN, the
+        statement and COMMIT do it three times."""
         with self._thread_lock, self._translated_errors():
             conn = self._writer_connection()
-            return self._retry_while_busy(lambda: conn.execute(statement, params))
+            cursor = self._retry_while_busy(lambda: conn.execute(statement, params))
+            # Closed under the lock: the connection is the next writer's once it is released.
+            cursor.close()
+            return cursor.lastrowid
 
     def _initialise(self) -> None:
         # WAL is a property of the file, so setting it once is enough; it cannot change
@@ -343,11 +347,10 @@ class SQLiteStore:
         )
         if new.parent_id is not None and new.state is JobState.Running:
             with self._write() as conn:  # the parent starts Running in the same transaction
-                cur = conn.execute(_INSERT_JOB, values)
+                job_id = conn.execute(_INSERT_JOB, values).lastrowid
                 self._settle_parent(conn, new.parent_id, new.state)
         else:
-            cur = self._write_statement(_INSERT_JOB, values)
-        job_id = cur.lastrowid
+            job_id = self._write_statement(_INSERT_JOB, values)
         assert job_id is not None
         return new.record(job_id, created)
 
