@@ -50,6 +50,7 @@ class JobWriter:
         self._live = live_outputs
         self._forward_logs = forward_logs
         self._stop = threading.Event()
+        self._on_stop: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._pending_text: dict[str, str] = {}
         self._outputs = 0
@@ -75,6 +76,16 @@ class JobWriter:
         """Sleep up to ``timeout`` seconds, waking early when the job is asked to stop; return
         whether it was. For code that pauses between polls."""
         return self._stop.wait(timeout)
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (once, from the stopping thread) when the job is asked to stop, or
+        at once if it already was. For code that waits on something else and must wake for a
+        stop too."""
+        with self._lock:
+            if not self._stop.is_set():
+                self._on_stop.append(callback)
+                return
+        callback()
 
     def write_progress(self, activity: str, status: str, percent: int | None = None) -> None:
         if percent is not None and not 0 <= percent <= 100:
@@ -129,7 +140,11 @@ class JobWriter:
     # -- what the capture hooks and the runner use -------------------------------------------
 
     def request_stop(self) -> None:
-        self._stop.set()
+        with self._lock:
+            self._stop.set()
+            callbacks, self._on_stop = self._on_stop, []
+        for callback in callbacks:
+            callback()
 
     def encode_output(self, value: Any) -> bytes:
         """The payload of the next output value. Raises ``TypeError``/``PicklingError`` for a

@@ -8,9 +8,9 @@
        │ in a worker process whose session waits for it (a process job, not detached): the
        │   worker hands the job off and ends there; the session continues the same job from
        │   that resume_data in a thread, with the job's context (see JobWriter.hand_off)
-       │ status() changes   ──► progress records while it runs:
-       │                         "begin_create_or_update vm1: InProgress"
-       ▼ done
+       │ status() changes   ──► progress records while it runs, written from the poller's
+       │                         pauses between polls: "begin_create_or_update vm1: InProgress"
+       ▼ done                    (the job's thread only waits: for the end, or for a stop)
     poller.result() ──► the job's result: the finished model (or the SDK's exception)
 
 A stop ends this wait only: the operation itself goes on in Azure, as with Stop-Job on an
@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from azure.core.polling import LROPoller
@@ -34,8 +35,9 @@ from .operations import Operation, SdkMethod, class_path
 
 JOB_TYPE_NAME = "AzureLongRunningJob"
 RESUME_FORMAT = 1
-# How often the job looks at the poller's status for progress (a local read, no request). Not
-# more often: a hundred job threads waking ten times a second would fight over the GIL.
+# How often the job looks at the status of a poller whose pauses it cannot hook (a local read,
+# no request). Not more often: a hundred job threads waking ten times a second would fight
+# over the GIL.
 STATUS_CHECK_S = 0.5
 
 
@@ -57,46 +59,71 @@ def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
             fields["resume_data"] = data
     if fields and writer.store is not None:
         writer.store.update(job_id, **fields)
-    stop_polling_on_stop(poller, writer)
-
-    done = threading.Event()
-    poller.add_done_callback(lambda _method: done.set())
-    reported: str | None = None
 
     # Progress while the operation runs; its end is the job's own state (one store write less
     # per job, which a hundred concurrent jobs feel).
-    while not done.wait(STATUS_CHECK_S if reported is not None else 0):
-        status = poller.status()
-        if status != reported:
-            reported = status
-            writer.write_progress(operation.activity, status)
-        if writer.stopping:
-            return None  # the wait ends; the operation goes on in Azure
+    progress = _StatusProgress(poller, writer, operation.activity)
+    done = threading.Event()
+    poller.add_done_callback(lambda _method: done.set())
+    hooked = hook_pauses(poller, writer, progress.report)
+    progress.report()
+    if hooked:
+        # The poller reports each status after the poll that saw it, and ends at a stop: this
+        # thread only waits, and wakes once, for the end or for a stop.
+        writer.on_stop(done.set)
+        done.wait()
+    else:
+        while not done.wait(STATUS_CHECK_S) and not writer.stopping:
+            progress.report()
+    if writer.stopping:
+        return None  # the wait ends; the operation goes on in Azure
     return poller.result()
 
 
+class _StatusProgress:
+    """Writes a progress record each time the poller's status differs from the last one
+    written. Called from the job's thread and from the poller's own."""
+
+    def __init__(self, poller: LROPoller[Any], writer: JobWriter, activity: str) -> None:
+        self._poller = poller
+        self._writer = writer
+        self._activity = activity
+        self._reported: str | None = None
+        self._lock = threading.Lock()
+
+    def report(self) -> None:
+        with self._lock:
+            status = self._poller.status()
+            if status != self._reported and not self._poller.done():
+                self._reported = status
+                self._writer.write_progress(self._activity, status)
+
+
 class PollingStopped(Exception):
-    """Ends a poller's own thread when its job is stopped (see stop_polling_on_stop)."""
+    """Ends a poller's own thread when its job is stopped (see hook_pauses)."""
 
 
-def stop_polling_on_stop(poller: LROPoller[Any], writer: JobWriter) -> None:
-    """Make the poller's thread end at its next pause once the job is asked to stop.
+def hook_pauses(poller: LROPoller[Any], writer: JobWriter, on_pause: Callable[[], None]) -> bool:
+    """Make the poller call ``on_pause`` at each pause between its polls, and end its thread at
+    its next pause once the job is asked to stop. Returns whether it could.
 
     The poller polls in a thread of its own that nothing can interrupt, so a stopped job's
     poller would go on sending a request every polling interval until the operation ends.
-    azure-core's polling methods pause through ``_sleep``; this one wakes when the job is
-    stopped, and ends the polling loop by raising (the poller keeps the exception, unread).
-    A polling method without ``_sleep`` is left as it is.
+    azure-core's polling methods pause through ``_sleep``; this one reports, then waits for the
+    delay or a stop, and ends the polling loop by raising at a stop (the poller keeps the
+    exception, unread). A polling method without ``_sleep`` is left as it is.
     """
     method = poller.polling_method()
     if not callable(getattr(method, "_sleep", None)):
-        return
+        return False
 
     def sleep(delay: float) -> None:
+        on_pause()
         if writer.wait_for_stop(delay):
             raise PollingStopped("the job was stopped")
 
     method._sleep = sleep  # type: ignore[attr-defined]
+    return True
 
 
 def resume_data(poller: LROPoller[Any], operation: Operation) -> str | None:
