@@ -146,8 +146,15 @@ def signature_of(method: Callable[..., Any]) -> inspect.Signature:
 
 @functools.lru_cache(maxsize=256)
 def _bound_signature(function: Callable[..., Any]) -> inspect.Signature:
+    # As binding does: the first positional parameter takes the instance; a ``*args`` stays.
     signature = inspect.signature(function)
-    return signature.replace(parameters=list(signature.parameters.values())[1:])
+    parameters = list(signature.parameters.values())
+    if parameters and parameters[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        parameters = parameters[1:]
+    return signature.replace(parameters=parameters)
 
 
 def recipe_for(fn: Any) -> tuple[SdkMethod, AzureContext]:

@@ -181,8 +181,9 @@ def hold_key(url: str) -> str:
 
 
 def _job_store() -> Any:
-    # Inside a job's worker process the job store is shared by every worker of the session;
-    # elsewhere (the caller, its thread jobs) this process's own table is the whole session.
+    # Inside a job (a worker process, or a thread of the session, which also continues the
+    # waits its workers hand off) the job store carries holds between the session's
+    # processes; outside a job this process's own table is all there is.
     writer = writers.active_writer()
     return None if writer is None else writer.store
 
