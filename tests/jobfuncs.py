@@ -139,6 +139,16 @@ def spawn_child_and_sleep(pid_file: str) -> None:
     time.sleep(60)
 
 
+def spawn_escaping_child_and_sleep(pid_file: str) -> None:
+    """Starts a child in a session of its own: it leaves the worker's process group."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    with open(pid_file, "w") as f:
+        f.write(str(child.pid))
+    time.sleep(60)
+
+
 def write_pid_and_sleep(pid_file: str, seconds: float = 60) -> None:
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -59,6 +60,20 @@ def test_sigkilled_worker_fails_the_job_naming_the_signal(session: Session, tmp_
         victim.receive()
     assert caught.value.job_id == victim.id
     assert bystander.receive(wait=True) == "fine"
+
+
+def test_a_lost_fork_server_takes_its_running_workers_with_it(
+    session: Session, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    job = asjob.start_job(f.write_pid_and_sleep, str(pid_file))
+    worker = psutil.Process(_read_pid(pid_file))
+    worker.parent().kill()  # the fork server
+    asjob.wait_job(job, timeout=10)
+    assert job.state is JobState.Failed
+    assert _wait_gone(worker.pid), "the worker outlived its fork server"
+    with pytest.raises(asjob.WorkerLostError, match="fork server ended"):
+        job.receive()
 
 
 @pytest.mark.parametrize(
@@ -180,3 +195,27 @@ def test_interpreter_killed_outright_leaves_no_worker(tmp_path: Path, store_path
         starter.kill()
         starter.wait(10)
     assert all(_wait_gone(pid, 5) for pid in pids)
+
+
+def test_interpreter_killed_outright_leaves_no_process_its_jobs_started(
+    tmp_path: Path, store_path: Path
+) -> None:
+    script = tmp_path / "starter.py"
+    script.write_text(
+        _EXIT_SCRIPT.replace("time.sleep(1.0)", "time.sleep(60)")
+        .replace("f.write_pid_and_sleep", "f.spawn_escaping_child_and_sleep")
+        .replace("range(3)", "range(1)")
+    )
+    pid_file = tmp_path / "pid0"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+    starter = subprocess.Popen([sys.executable, str(script), str(tmp_path / "pid")], env=env)
+    try:
+        grandchild = _read_pid(pid_file)
+    finally:
+        starter.kill()
+        starter.wait(10)
+    try:
+        assert _wait_gone(grandchild, 5), "a process a job started outlived the session"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)

@@ -35,6 +35,7 @@ from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.base import JobRecord
 from ..worker import protocol
+from ..worker.forking import kill_tree
 from ..worker.log_levels import caller_log_levels
 from ..worker.payload import dumps_call
 from .base import LaunchOptions
@@ -57,6 +58,7 @@ class _Worker:
     # hands it off (never for a detached job: it must not depend on this session).
     context: Any = None
     handed_off: bool = False
+    detached: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,11 @@ class ForkServerClient:
         return ours
 
     def start(self, job_id: int, packed: PackedCall, options: LaunchOptions) -> _Worker:
-        worker = _Worker(job_id, context=None if options.detached else packed.context)
+        worker = _Worker(
+            job_id,
+            context=None if options.detached else packed.context,
+            detached=options.detached,
+        )
         session_host = None if options.detached else (os.getpid(), self._session.process_started)
         with self._lock:
             sock = self._ensure_server()
@@ -231,13 +237,28 @@ class ForkServerClient:
                 self._sock = None
             orphans = list(self.workers.items())
             self.workers.clear()
+        if not hung_up:
+            sock.close()  # the server's end is gone; close() will not see this one
         for job_id, worker in orphans:
-            if not hung_up:
-                error = WorkerLostError(f"job {job_id}: the fork server ended", job_id)
-                transition(
-                    self._session.store, job_id, JobState.Failed, reason=encode_failure(error)
-                )
-            self._ended(job_id, worker)
+            if hung_up:
+                self._ended(job_id, worker)
+            elif worker.handed_off or worker.detached:
+                # The job goes on without the server: in a thread here (handed off), or in
+                # its own worker, which records its outcome in the store itself (detached).
+                self._ended(job_id, worker, finished=False)
+            else:
+                self._lose(job_id, worker)
+
+    def _lose(self, job_id: int, worker: _Worker) -> None:
+        """The fork server died under a running job: its worker would run on unwatched (no
+        one left to stop it, or to learn how it ended), so it is killed and the job failed."""
+        if worker.pid is not None:
+            kill_tree(worker.pid)
+        error = WorkerLostError(
+            f"job {job_id}: the fork server ended, and the job's worker with it", job_id
+        )
+        transition(self._session.store, job_id, JobState.Failed, reason=encode_failure(error))
+        self._ended(job_id, worker)
 
     def close(self) -> None:
         with self._lock:
@@ -259,22 +280,6 @@ class ForkServerClient:
                     time.sleep(0.002)
                     continue
                 break
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a worker, its process group, and descendants that left the group."""
-    if pid in (os.getpid(), os.getppid()) or pid <= 1:
-        return  # a record naming this very process is not a worker's: never kill ourselves
-    try:
-        descendants = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    for kill in (os.killpg, os.kill):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            kill(pid, 9)
-    for child in descendants:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
 
 
 def process_gone(pid: int, started: float | None) -> bool:

@@ -54,6 +54,7 @@ from .dask_protocol import (
     encode_result,
 )
 from .dask_spawner import fork_server
+from .forking import kill_tree
 
 FLUSH_S = 0.05
 # A final batch larger than this is left to the task's result: the inbox goes through the
@@ -113,7 +114,7 @@ def _run(spec: RemoteCall) -> bytes:
             _running[spec.instance] = pid
         try:
             if doomed or not claimed:
-                _kill_group(pid)
+                kill_tree(pid)
                 child.exited.wait(KILL_WAIT_S)
                 if claimed:
                     _release(worker, lock_id)
@@ -121,7 +122,7 @@ def _run(spec: RemoteCall) -> bytes:
             protocol.send(ours, (GO,))
             return _supervise(worker, key, spec, ours, reader, pid, child, lock_id)
         except BaseException:
-            _kill_group(pid)
+            kill_tree(pid)
             raise
         finally:
             with _lock:
@@ -172,7 +173,7 @@ def _supervise(
             next_flush = time.monotonic() + FLUSH_S
             if not abandoned and _cancelled(worker, key):
                 abandoned = True  # its session is gone (or it was cancelled): nobody will
-                _kill_group(pid)  # read its result, and Dask will not run it again
+                kill_tree(pid)  # read its result, and Dask will not run it again
             if child.exited.is_set():
                 # Ended, but a process it forked still holds its end: take what is there.
                 sock.setblocking(False)
@@ -250,12 +251,6 @@ def _cancelled(worker: Any, key: Any) -> bool:
     return task is None or task.state == "cancelled"
 
 
-def _kill_group(pid: int) -> None:
-    from ..kinds.process import kill_tree
-
-    kill_tree(pid)
-
-
 async def kill_job(instance: str) -> bool:
     """Stop a job on this worker (run here by ``Client.run``, on the worker's event loop).
 
@@ -269,7 +264,7 @@ async def kill_job(instance: str) -> bool:
         pid = _running.get(instance)
     if pid is None:
         return False
-    _kill_group(pid)
+    kill_tree(pid)
     deadline = time.monotonic() + KILL_WAIT_S
     while instance in _running and time.monotonic() < deadline:
         await asyncio.sleep(0.005)

@@ -27,6 +27,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+import psutil
+
 from . import protocol
 
 
@@ -156,6 +158,22 @@ def describe_exit(pid: int, status: int) -> str:
             name = "unknown signal"
         return f"process {pid} was killed by signal {number} ({name})"
     return f"process {pid} exited with code {os.waitstatus_to_exitcode(status)}"
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a worker, its process group, and descendants that left the group."""
+    if pid in (os.getpid(), os.getppid()) or pid <= 1:
+        return  # a record naming this very process is not a worker's: never kill ourselves
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, 9)
+    for child in descendants:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
 
 
 def kill_group(pid: int) -> None:

@@ -37,7 +37,14 @@ from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
 from . import protocol
-from .forking import ForkingServer, describe_exit, kill_group, preload, release_standard_streams
+from .forking import (
+    ForkingServer,
+    describe_exit,
+    kill_group,
+    kill_tree,
+    preload,
+    release_standard_streams,
+)
 from .process_main import SAYS_HANDED_OFF, serve_one_job
 
 
@@ -261,7 +268,7 @@ class ForkServer(ForkingServer):
                 continue
             if self._store is not None:
                 transition(self._store, job_id, JobState.Stopping)
-            kill_group(pid)
+            kill_tree(pid)  # with what it started, even outside its process group
 
 
 def main() -> None:
