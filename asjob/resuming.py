@@ -34,8 +34,9 @@ def resume_job(
     """Continue the recorded work of a Failed or Stopped job in a new job, and return that job.
 
     ``context`` is the connection to continue with (default: the provider's choice, normally the
-    references the job recorded). ``kind`` defaults to the original job's kind. ``detach=True``
-    lets the new job outlive this interpreter (the CLI's ``asjob resume`` needs it).
+    references the job recorded). ``kind`` defaults to the original job's kind, except that a
+    thread job resumed with ``detach=True`` (which lets the new job outlive this interpreter, as
+    the CLI's ``asjob resume`` needs) continues in a process: a thread cannot outlive it.
 
     Raises :class:`~asjob.errors.InvalidJobStateError` when the job is still running with a live
     worker, has completed, or recorded nothing to resume.
@@ -80,10 +81,14 @@ def resume_job(
         session,
         call,
         name=f"Resume of {record.name}",
-        kind=kind if kind is not None else record.kind,
+        kind=kind if kind is not None else _resumed_kind(record.kind, detach),
         working_directory=os.getcwd(),
         detach=detach,
     )
     prepared.job_type_name = record.job_type_name
     prepared.command = record.command
     return commit(session, prepared)
+
+
+def _resumed_kind(original: str, detach: bool) -> str:
+    return "process" if detach and original == "thread" else original

@@ -35,6 +35,11 @@ class ThreadKind:
         self._lock = threading.Lock()
 
     def prepare(self, call: Call, options: LaunchOptions) -> Call:
+        if options.detached:
+            raise ValueError(
+                "a thread job cannot be detached: it ends with this interpreter; "
+                "use kind='process' for a job that outlives it"
+            )
         # Checked only when chosen: each system call gives up the GIL, and a start among a
         # hundred busy job threads waits to get it back each time.
         if options.chosen_directory and os.path.realpath(
