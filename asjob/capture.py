@@ -42,12 +42,32 @@ class _StreamDispatch:
 
 
 class _LogHandler(logging.Handler):
-    """Sends records logged inside a job to the job's streams."""
+    """Sends records logged inside a job to the job's streams.
+
+    Outside any job it stands in for the handler its presence on the root logger displaces:
+    logging falls back to :data:`logging.lastResort` (warnings and errors to stderr) only when
+    no handler at all is found, and this one always is.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
         writer = active_writer()
         if writer is not None:
             writer.write_log(record)
+        else:
+            fallback = logging.lastResort
+            if fallback and record.levelno >= fallback.level and not _handled_elsewhere(record):
+                fallback.handle(record)
+
+
+def _handled_elsewhere(record: logging.LogRecord) -> bool:
+    """Whether a handler other than ours sees ``record`` (as ``Logger.callHandlers`` looks)."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        for handler in logger.handlers:
+            if handler is not _log_handler and record.levelno >= handler.level:
+                return True
+        logger = logger.parent if logger.propagate else None
+    return False
 
 
 _log_handler = _LogHandler()

@@ -16,6 +16,10 @@ class Throttle:
         self._lock = threading.Lock()
         self._running: set[int] = set()
         self._waiting: collections.OrderedDict[int, Callable[[], None]] = collections.OrderedDict()
+        # Jobs given a slot, not yet launched, and whether some thread is launching them: one
+        # launcher at a time keeps starts in order when several jobs end at once.
+        self._ready: collections.deque[Callable[[], None]] = collections.deque()
+        self._launching = False
 
     def submit(self, job_id: int, launch: Callable[[], None]) -> bool:
         """Run ``launch`` now if a slot is free (returns True), else queue it."""
@@ -31,13 +35,23 @@ class Throttle:
         with self._lock:
             self._running.discard(job_id)
             self._waiting.pop(job_id, None)
-            ready = []
             while self._waiting and len(self._running) < self.limit:
                 next_id, launch = self._waiting.popitem(last=False)
                 self._running.add(next_id)
-                ready.append(launch)
-        for launch in ready:
-            launch()
+                self._ready.append(launch)
+            if self._launching:
+                return  # the thread launching now takes these too, after the earlier ones
+            self._launching = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._ready:
+                        return
+                    launch = self._ready.popleft()
+                launch()  # outside the lock: a launch that fails at once releases its slot
+        finally:
+            with self._lock:
+                self._launching = False
 
     def owns(self, job_id: int) -> bool:
         with self._lock:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import asjob
@@ -13,3 +18,29 @@ def test_a_thread_job_cannot_be_detached(session: Session) -> None:
     with pytest.raises(ValueError, match="thread job cannot be detached"):
         asjob.start_job(f.noop, kind="thread", detach=True)
     assert asjob.get_job() == []
+
+
+_CALLER_LOGS_SCRIPT = """
+import logging
+import asjob
+from tests import jobfuncs as f
+logging.getLogger("app").warning("before the job")
+asjob.start_job(f.noop, kind="thread").receive(wait=True)
+logging.getLogger("app").error("after the job")
+logging.getLogger("app").info("below the fallback's level")
+"""
+
+
+def test_a_thread_job_leaves_the_callers_unconfigured_logging_as_it_was(
+    store_path: Path,
+) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+    done = subprocess.run(
+        [sys.executable, "-c", _CALLER_LOGS_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["before the job", "after the job"]
