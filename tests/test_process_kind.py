@@ -219,3 +219,24 @@ def test_interpreter_killed_outright_leaves_no_process_its_jobs_started(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(grandchild, signal.SIGKILL)
+
+
+def test_what_the_callers_modules_print_on_import_is_not_repeated_by_the_fork_server(
+    tmp_path: Path, store_path: Path
+) -> None:
+    (tmp_path / "noisy.py").write_text("print('noisy imported')\n\ndef one():\n    return 1\n")
+    script = tmp_path / "starter.py"
+    script.write_text(
+        textwrap.dedent("""
+            import asjob, noisy
+            print("script loaded")
+            if __name__ == "__main__":
+                print(asjob.start_job(noisy.one).receive(wait=True))
+        """)
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, timeout=60, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["noisy imported", "script loaded", "1"]

@@ -24,7 +24,7 @@ import select
 import signal
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psutil
@@ -145,6 +145,26 @@ def preload(modules: Iterable[str]) -> None:
     # Objects that exist now are shared with every child: keep the collector from touching
     # (and so copying) their pages in each one.
     gc.freeze()
+
+
+@contextlib.contextmanager
+def standard_output_discarded() -> Iterator[None]:
+    """Send what is written to fd 1 meanwhile to /dev/null. A fork server re-imports modules
+    its owner has imported already, which printed what they print there once; here it would
+    only repeat it, into an output that may be a shell's ``id=$(asjob start ...)``."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def describe_exit(pid: int, status: int) -> str:

@@ -44,6 +44,7 @@ from .forking import (
     kill_tree,
     preload,
     release_standard_streams,
+    standard_output_discarded,
 )
 from .process_main import SAYS_HANDED_OFF, serve_one_job
 
@@ -78,8 +79,9 @@ class ForkServer(ForkingServer):
         sys.path[:] = settings["sys_path"]
         self._store = SQLiteStore(settings["store"], initialise=False)
         self._store_path = self._store.path
-        self._fix_up_main(settings.get("main_path"), settings.get("main_name"))
-        self._preload(settings["modules"])
+        with standard_output_discarded():
+            self._fix_up_main(settings.get("main_path"), settings.get("main_name"))
+            self._preload(settings["modules"])
         self._fork_spare()
 
     @staticmethod
@@ -113,7 +115,8 @@ class ForkServer(ForkingServer):
             self._initialise(message[1])
         elif verb == "preload":
             self._retire_spare()
-            self._preload(message[1])
+            with standard_output_discarded():
+                self._preload(message[1])
             self._fork_spare()
         elif verb == "start":
             self._start(*message[1:])
