@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from asjob import current_context, current_job
+from asjob import Context, current_context, current_job
 from asjob.kinds.dask.loopback import (
     LoopbackCluster,
     start_loopback_cluster,
@@ -53,11 +53,20 @@ def worker_pids(address: str) -> dict[str, int]:
 # -- what the jobs run ---------------------------------------------------------------------------
 
 
-class SecretContext:
-    """A stand-in cloud context carrying a secret (say, an access token)."""
+class SecretContext(Context):
+    """A stand-in cloud context carrying a secret (say, an access token) in memory only."""
+
+    provider = "test"
 
     def __init__(self, secret: str) -> None:
         self.secret = secret
+
+    def to_data(self) -> dict[str, Any]:
+        return {}  # references only: never the secret
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> SecretContext:
+        return cls("")
 
 
 def context_secret() -> str:

@@ -203,6 +203,44 @@ def test_the_context_travels_but_its_secret_stays_out_of_keys_logs_and_environme
     assert secret not in job.command
 
 
+def test_an_azure_credential_object_stays_out_of_the_dask_task(
+    dask: DaskKind, session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("azure.mgmt.compute")
+    from asjob.providers.azure import connect_azure
+
+    from asjob.kinds.dask import packing
+    from tests.providers.azure import azurefuncs as az
+
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    packed: list[bytes] = []
+    pack_call = packing.pack_call
+
+    def keep_what_is_packed(call: Any) -> bytes:
+        payload = pack_call(call)
+        packed.append(payload)
+        return payload
+
+    monkeypatch.setattr(packing, "pack_call", keep_what_is_packed)
+    az.isolate_contexts(tmp_path, monkeypatch)
+    with az.emulator() as arm:
+        az.point_identity_at(arm, monkeypatch)
+        credential = az.SecretCredential(arm.identity_endpoint, secret)
+        connect_azure(az.SUBSCRIPTION, credential=credential, base_url=arm.base_url)
+        remote = asjob.start_job(az.token_requests_in_worker, kind=dask)
+        local = asjob.start_job(az.credential_type_and_pid, 0)
+
+        # The Dask worker is served by the token brokered into its task, a local worker gets
+        # the credential object itself (through its private socket)...
+        assert remote.receive(wait=True) == 0
+        assert local.receive(wait=True)[0] == "SecretCredential"
+        assert arm.token_requests == 1
+        session.close()  # before the endpoint its workers talk to
+    # ...and the task that crossed the network to the scheduler holds no secret.
+    assert len(packed) == 1
+    assert secret.encode() not in packed[0]
+
+
 # -- stopping ------------------------------------------------------------------------------------
 
 

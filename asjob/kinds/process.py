@@ -37,7 +37,7 @@ from ..store.base import JobRecord
 from ..worker import protocol
 from ..worker.forking import kill_tree
 from ..worker.log_levels import caller_log_levels
-from ..worker.payload import dumps_call
+from ..worker.payload import Channel, dumps_call
 from .base import LaunchOptions
 from .thread import ThreadKind
 
@@ -309,7 +309,7 @@ class ProcessKind:
                 "the process kind needs a store its worker processes can open "
                 "(a SQLite store); this session uses an in-memory store: use kind='thread'"
             )
-        return PackedCall(dumps_call(call), call.context)
+        return PackedCall(dumps_call(call, channel=Channel.LOCAL), call.context)
 
     def launch(
         self, record: JobRecord, prepared: Any, options: LaunchOptions, wait: bool = True

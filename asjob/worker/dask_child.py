@@ -49,7 +49,7 @@ from .dask_protocol import (
     RemoteCall,
 )
 from .log_levels import apply_log_levels
-from .payload import dumps_call, loads_call
+from .payload import Channel, dumps_call, loads_call
 from .protocol import Frames
 from .runner import run_call, store_sink
 
@@ -109,6 +109,9 @@ class RelayStore:
         streams: Iterable[str] | None = None,
         remove: bool = False,
     ) -> list[StreamRow]:
+        raise NotImplementedError("a job's process on a Dask worker cannot read the store")
+
+    def remove_records(self, job_id: int, seqs: Iterable[int]) -> set[int]:
         raise NotImplementedError("a job's process on a Dask worker cannot read the store")
 
     def delete_jobs(self, job_ids: Sequence[int]) -> None:
@@ -306,7 +309,7 @@ def _prepare(outbox: _Outbox, spec: RemoteCall) -> Callable[[], None]:
     return run
 
 
-_WARM_UP_CALL = dumps_call(Call(int))
+_WARM_UP_CALL = dumps_call(Call(int), channel=Channel.LOCAL)
 
 
 def _warm_up() -> None:

@@ -7,6 +7,16 @@ decorator's wrapper, so pickle refuses to send the undecorated ``__wrapped__`` b
 
 What cannot be sent fails here, at the call, with a ``TypeError`` naming the culprit: never in the
 worker, where it would be a hang or a job stuck in NotStarted.
+
+Objects in a call learn where the pickle they are put in goes (:func:`payload_channel`), so that a
+context holding live secrets puts them only in a payload a local worker receives over its private
+in-memory channel::
+
+    channel=Channel.LOCAL     a local worker (process kind), over its private socket: may hold
+                              a credential object
+    channel=Channel.NETWORK   a remote worker (dask kind), over a network: references and
+                              brokered tokens only
+    any other pickling        results, the store...: references only
 """
 
 from __future__ import annotations
@@ -17,9 +27,42 @@ import io
 import pickle
 import sys
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from enum import Enum
 from typing import Any
 
 from ..call import Call, function_name
+
+
+class Channel(Enum):
+    """Where a job's payload goes, which decides what it may carry."""
+
+    LOCAL = "local"
+    """To a worker on this machine, over the private socket it was started with: never a file,
+    the environment or a network. A live credential object may go this way."""
+    NETWORK = "network"
+    """To a worker elsewhere (a Dask scheduler and worker), across a network."""
+
+
+_channel: ContextVar[Channel | None] = ContextVar("asjob_payload_channel", default=None)
+
+
+def payload_channel() -> Channel | None:
+    """Where the job payload being pickled in this thread goes; ``None`` when what is being
+    pickled is not a job's payload (a result, a stream record, anything a user pickles)."""
+    return _channel.get()
+
+
+@contextmanager
+def sending_over(channel: Channel) -> Iterator[None]:
+    """Pickle for ``channel`` inside this block (see :func:`payload_channel`)."""
+    token = _channel.set(channel)
+    try:
+        yield
+    finally:
+        _channel.reset(token)
 
 
 def _lookup(module: str, qualname: str) -> Any:
@@ -71,13 +114,15 @@ def loads_call(payload: bytes) -> Call:
     return call
 
 
-def dumps_call(call: Call) -> bytes:
-    """Pickle ``call``; raise ``TypeError`` naming what cannot be sent if that fails."""
+def dumps_call(call: Call, *, channel: Channel) -> bytes:
+    """Pickle ``call`` for a worker that ``channel`` reaches; raise ``TypeError`` naming what
+    cannot be sent if that fails."""
     _check_main(call)
-    try:
-        return _dumps(call)
-    except Exception as exc:
-        raise TypeError(_culprit(call, exc)) from exc
+    with sending_over(channel):
+        try:
+            return _dumps(call)
+        except Exception as exc:
+            raise TypeError(_culprit(call, exc)) from exc
 
 
 def _check_main(call: Call) -> None:

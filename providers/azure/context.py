@@ -3,9 +3,16 @@
 
 A context holds data — subscription, tenant, cloud, endpoint, a :class:`CredentialReference`,
 retry and polling settings — and, in memory only, a live companion: the credential object given
-to ``connect_azure`` (if any) and the token cache every client of the context shares. Saving a
-context (``to_data``) keeps the data; pickling it into a local worker's payload keeps the data,
-the current ARM token and a credential object the user gave (see ``credentials.py``).
+to ``connect_azure`` (if any) and the token cache every client of the context shares. What a
+copy keeps depends on where it goes (``asjob.worker.payload.payload_channel``)::
+
+    to_data() (a saved context, resume data)     the data: references only
+    pickled for anything but a job's payload     the data (a result, the store: never a secret)
+    a remote worker's payload (dask kind)        + the ARM token, brokered (fetched once here)
+    a local worker's payload (process kind)      + the ARM token + the credential object given
+                                                   to connect_azure, if it pickles
+
+Thread jobs copy nothing: they share the context, and so its token cache, in this process.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from urllib3.util.retry import Retry
 
 import asjob
 from asjob.context import Context
+from asjob.worker.payload import Channel, payload_channel
 
 from .credentials import CredentialReference, SharedTokenCredential, reference_of
 from .retries import Retries, TenacityRetryPolicy
@@ -61,8 +69,8 @@ CLOUDS: dict[str, tuple[str, str, str]] = {
 POOL_SIZE = 128
 """Connections a shared client keeps open per host (see :meth:`AzureContext.shared_client`)."""
 BROKER_RETRY_S = 60.0
-"""After a failed token request at job start, jobs start without a token for this long (each
-then meets, and reports, the failure itself) instead of each retrying it in the caller."""
+"""After a failed token request for a job's payload, payloads go without a token for this long
+(each job then meets, and reports, the failure itself) instead of each start retrying it."""
 
 
 def authority_for(cloud: str) -> str | None:
@@ -114,6 +122,17 @@ class _Live:
         if self.credential is not None:
             return self.credential
         return self._reference.build(self._authority)
+
+    def brokered_tokens(self, scope: str) -> dict[tuple[str, bool], AccessToken]:
+        """The tokens for ``scope`` a job's payload takes along, fetched now if none is fresh,
+        so that a worker does not ask for one of its own."""
+        if not self.broker_failed_at or time.monotonic() - self.broker_failed_at >= BROKER_RETRY_S:
+            try:
+                self.tokens.get_token(scope)
+            except Exception as exc:  # the job meets the same failure and reports it
+                self.broker_failed_at = time.monotonic()
+                _log.debug("no token to broker to jobs: %s", exc)
+        return self.tokens.fresh_tokens(scope)
 
     def shippable_credential(self) -> TokenCredential | None:
         """The user's credential object if it can travel in a payload (it pickles)."""
@@ -245,20 +264,7 @@ class AzureContext(Context):
                 client = live.clients[key] = self.client(client_class, **kwargs)
         return client
 
-    # -- jobs ---------------------------------------------------------------------------------
-
-    def for_job(self) -> AzureContext:
-        """Fetch (or reuse) the ARM token so the job takes it along instead of asking itself."""
-        live = self._live
-        assert live is not None
-        if live.broker_failed_at and time.monotonic() - live.broker_failed_at < BROKER_RETRY_S:
-            return self
-        try:
-            live.tokens.get_token(self.arm_scope)
-        except Exception as exc:  # the job meets the same failure and reports it
-            live.broker_failed_at = time.monotonic()
-            _log.debug("no token to broker to jobs: %s", exc)
-        return self
+    # -- copies: what a job's payload takes along (see the module docstring) ----------------
 
     def __getstate__(self) -> dict[str, Any]:
         live = self._live
@@ -266,8 +272,14 @@ class AzureContext(Context):
         state = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "_live"
         }
-        state["_tokens"] = live.tokens.fresh_tokens(self.arm_scope)
-        state["_credential"] = live.shippable_credential()
+        # Only a job's payload takes secrets along; anything else pickled (a result written to
+        # the store, a user's own pickle) must hold none. Brokering here, not at job start,
+        # costs nothing to jobs that copy no context: thread jobs, whatever their call.
+        channel = payload_channel()
+        if channel is not None:
+            state["_tokens"] = live.brokered_tokens(self.arm_scope)
+        if channel is Channel.LOCAL:
+            state["_credential"] = live.shippable_credential()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -311,8 +323,12 @@ class AzureContext(Context):
         )
 
 
-def _pooled_transport() -> RequestsTransport:
+def _pooled_transport(*, trust_env: bool = True, **config: Any) -> RequestsTransport:
+    """A transport whose pool holds :data:`POOL_SIZE` connections. ``trust_env=False`` ignores
+    the proxies, ``.netrc`` and CA bundle the environment names; ``config`` is azure-core's
+    transport settings (``connection_timeout``, ``read_timeout``...)."""
     session = requests.Session()
+    session.trust_env = trust_env
     adapter = requests.adapters.HTTPAdapter(
         pool_maxsize=POOL_SIZE,
         # azure-core's own setting: the retry policy above decides, urllib3 never retries.
@@ -320,7 +336,7 @@ def _pooled_transport() -> RequestsTransport:
     )
     for scheme in ("http://", "https://"):
         session.mount(scheme, adapter)
-    return RequestsTransport(session=session, session_owner=True)
+    return RequestsTransport(session=session, session_owner=True, **config)
 
 
 def _parameters(client_class: type[Any]) -> Mapping[str, inspect.Parameter]:
@@ -356,6 +372,12 @@ def connect_azure(
         reference, live_credential = CredentialReference.default(), None
     elif isinstance(credential, CredentialReference):
         reference, live_credential = credential, None
+    elif isinstance(credential, type):
+        raise TypeError(
+            "credential must be an Azure token credential (an object with get_token), a "
+            f"CredentialReference, or None; not the class {credential.__name__}: "
+            f"pass an instance, e.g. {credential.__name__}()"
+        )
     elif callable(getattr(credential, "get_token", None)):
         reference, live_credential = reference_of(credential), credential
     else:

@@ -7,18 +7,22 @@ secret sits in a named environment variable or whose certificate sits in a file)
 Tokens are brokered, so N jobs cost one token request per scope and expiry, not N::
 
     caller: AzureContext ── SharedTokenCredential ── one get_token per scope and expiry
-               │ for_job(): the ARM token, fetched (or cached) once
+               │ pickled into a job's payload: the ARM token, fetched (or cached) once
                ▼ payload over the worker's private socket (memory only, never a file)
     worker: SharedTokenCredential seeded with that token ── used until 5 min before expiry,
                then the real credential: the caller's credential object if it travelled in
                the payload, else a fresh one rebuilt here from the reference
 
+Thread jobs share the caller's SharedTokenCredential itself, so nothing is fetched for them at
+start: the first request that needs a token fetches it, once, for all of them.
+
 Which credentials travel: an object given to ``connect_azure(credential=...)`` goes to local
 workers inside the in-memory payload (azure-identity credentials pickle; a
 ``ClientSecretCredential`` so carries its secret, which is why only the private socket to a
-local worker may carry it). A credential built from a reference (the default) never travels: a
-worker that needs one rebuilds it from the reference, in its own process, from its own
-environment. Resumed jobs and imported contexts always rebuild from references.
+local worker may carry it; a Dask task, which crosses a network, never does). A credential
+built from a reference (the default) never travels: a worker that needs one rebuilds it from
+the reference, in its own process, from its own environment. Resumed jobs and imported contexts
+always rebuild from references.
 """
 
 from __future__ import annotations

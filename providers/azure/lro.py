@@ -14,7 +14,9 @@
     poller.result() ──► the job's result: the finished model (or the SDK's exception)
 
 A stop ends this wait only: the operation itself goes on in Azure, as with Stop-Job on an
-Azure PowerShell job.
+Azure PowerShell job. It also ends the poller's thread at its next pause, or in a retry's wait
+(``retries.works_for``): a stopped thread job's thread is abandoned, not killed, and its poller
+would otherwise go on polling. Nothing is written to a stopped job's record.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from typing import Any
 from azure.core.polling import LROPoller
 
 from asjob.context import current_context
+from asjob.states import JobState
 from asjob.writer import JobWriter
 
+from . import retries
 from .context import AzureContext
 from .operations import Operation, SdkMethod, class_path
 
@@ -44,6 +48,11 @@ STATUS_CHECK_S = 0.5
 def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
     """Wait for ``poller`` in the job ``job_id``; return ``poller.result()``, or hand the
     wait off to the job's session (a worker process whose session waits for it)."""
+    thread = getattr(poller, "_thread", None)  # None: the poller was done at once
+    if isinstance(thread, threading.Thread):
+        retries.works_for(thread, writer)
+    if writer.stopping:  # stopped while the operation was being started
+        return None
     operation: Operation | None = getattr(poller, "_asjob_operation", None)
     fields: dict[str, Any] = {}
     if operation is None:  # a function returned the poller: describe_call never saw it
@@ -57,8 +66,8 @@ def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
                 # what this process costs, with the connection the session already has.
                 return writer.hand_off(data, **fields)
             fields["resume_data"] = data
-    if fields and writer.store is not None:
-        writer.store.update(job_id, **fields)
+    if fields:
+        record_while_running(writer, job_id, fields)
 
     # Progress while the operation runs; its end is the job's own state (one store write less
     # per job, which a hundred concurrent jobs feel).
@@ -80,6 +89,19 @@ def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
     return poller.result()
 
 
+def record_while_running(writer: JobWriter, job_id: int, fields: dict[str, Any]) -> bool:
+    """Write ``fields`` to the job's record if it is still Running; return whether it was.
+
+    A stop can come at any moment, and a Stopped job's record must not change afterwards (its
+    resume data would make ``resume_job`` continue an operation the user stopped waiting for):
+    the check and the write are one compare-and-set, which leaves the state as it is.
+    """
+    if writer.store is None:
+        return False
+    running = frozenset({JobState.Running})
+    return writer.store.compare_and_set_state(job_id, running, JobState.Running, **fields)
+
+
 class _StatusProgress:
     """Writes a progress record each time the poller's status differs from the last one
     written. Called from the job's thread and from the poller's own."""
@@ -99,10 +121,6 @@ class _StatusProgress:
                 self._writer.write_progress(self._activity, status)
 
 
-class PollingStopped(Exception):
-    """Ends a poller's own thread when its job is stopped (see hook_pauses)."""
-
-
 def hook_pauses(poller: LROPoller[Any], writer: JobWriter, on_pause: Callable[[], None]) -> bool:
     """Make the poller call ``on_pause`` at each pause between its polls, and end its thread at
     its next pause once the job is asked to stop. Returns whether it could.
@@ -110,8 +128,9 @@ def hook_pauses(poller: LROPoller[Any], writer: JobWriter, on_pause: Callable[[]
     The poller polls in a thread of its own that nothing can interrupt, so a stopped job's
     poller would go on sending a request every polling interval until the operation ends.
     azure-core's polling methods pause through ``_sleep``; this one reports, then waits for the
-    delay or a stop, and ends the polling loop by raising at a stop (the poller keeps the
-    exception, unread). A polling method without ``_sleep`` is left as it is.
+    delay or a stop, and ends the polling loop by raising :class:`~.retries.JobStopped` at a
+    stop (the poller keeps the exception, unread). A polling method without ``_sleep`` is left
+    as it is.
     """
     method = poller.polling_method()
     if not callable(getattr(method, "_sleep", None)):
@@ -120,7 +139,7 @@ def hook_pauses(poller: LROPoller[Any], writer: JobWriter, on_pause: Callable[[]
     def sleep(delay: float) -> None:
         on_pause()
         if writer.wait_for_stop(delay):
-            raise PollingStopped("the job was stopped")
+            raise retries.JobStopped("the job was stopped")
 
     method._sleep = sleep  # type: ignore[attr-defined]
     return True

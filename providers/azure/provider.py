@@ -53,7 +53,7 @@ class AzureProvider:
         if not is_operations_method(call.fn):
             return call
         recipe, context = recipe_for(call.fn)
-        return dataclasses.replace(call, fn=recipe, context=context.for_job())
+        return dataclasses.replace(call, fn=recipe, context=context)
 
     def finish(self, result: Any, writer: JobWriter, job_id: int) -> Any:
         if isinstance(result, LROPoller):

@@ -62,7 +62,7 @@ def resume_call(resume_data: str, context: Any = None) -> Call:
     chosen = _context_for(data.get("context") or {}, context)
     return Call(
         ContinueOperation(method, data["continuation_token"], data.get("resource")),
-        context=chosen.for_job(),
+        context=chosen,
     )
 
 

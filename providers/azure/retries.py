@@ -15,6 +15,12 @@ azure-core's: one layer, driven by tenacity strategies, sitting where azure-core
 
 ``Retry-After`` (or ``retry-after-ms``) is honoured as the wait. A failed long-running operation
 is a 200 poll whose body says ``Failed``: not an HTTP failure, so never retried.
+
+Every wait here (between attempts, for a hold) ends early when the job the request works for is
+asked to stop, raising :class:`JobStopped` instead of sending again: a stopped thread job's
+thread is abandoned, not killed, and would otherwise create the VM after its Stop-Job. The job
+is the current job of the thread (``current_job()``), or, for a poller's own thread, the one
+:func:`works_for` named.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import email.utils
 import re
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +89,58 @@ def retry_after(response: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, moment.timestamp() - time.time())
+
+
+# -- waits that end at a stop -------------------------------------------------------------------
+
+
+class JobStopped(Exception):
+    """Ends the requests of a job that was asked to stop, in place of their next attempt or
+    poll (the job is already Stopped: nobody reads this)."""
+
+
+# Threads that work for a job without being its thread (an LROPoller's): a stop sets the event.
+_thread_stops: weakref.WeakKeyDictionary[threading.Thread, threading.Event] = (
+    weakref.WeakKeyDictionary()
+)
+_thread_stops_lock = threading.Lock()
+
+
+def _stop_event(thread: threading.Thread) -> threading.Event:
+    with _thread_stops_lock:
+        event = _thread_stops.get(thread)
+        if event is None:
+            event = _thread_stops[thread] = threading.Event()
+        return event
+
+
+def works_for(thread: threading.Thread, writer: writers.JobWriter) -> None:
+    """Make ``thread`` (a poller's thread, which the job's context variables do not reach) end
+    its waits when ``writer``'s job is asked to stop, including a wait it is already in."""
+    writer.on_stop(_stop_event(thread).set)
+
+
+def stopping() -> bool:
+    """Whether the job this thread works for has been asked to stop."""
+    writer = writers.active_writer()
+    if writer is not None:
+        return writer.stopping
+    # No lock, and no event made for a thread no job named: every request of every thread asks.
+    event = _thread_stops.get(threading.current_thread())
+    return event is not None and event.is_set()
+
+
+def pause(seconds: float) -> None:
+    """Sleep ``seconds``, or raise :class:`JobStopped` as soon as the job this thread works for
+    is asked to stop (at once if it already was)."""
+    writer = writers.active_writer()
+    stopped = (
+        writer.wait_for_stop(seconds)
+        if writer is not None
+        else _stop_event(threading.current_thread()).wait(seconds)
+    )
+    if stopped:
+        raise JobStopped("the job was stopped")
 
 
 # -- the policy ----------------------------------------------------------------------------------
@@ -156,6 +215,7 @@ class TenacityRetryPolicy(RetryPolicy[Any, Any]):
             ),
             before_sleep=before_sleep,
             retry_error_callback=_last_outcome,
+            sleep=pause,
         )
         response: PipelineResponse[Any, Any] = retrying(self._attempt, request, key)
         return response
@@ -163,6 +223,8 @@ class TenacityRetryPolicy(RetryPolicy[Any, Any]):
     def _attempt(self, request: PipelineRequest[Any], key: str) -> PipelineResponse[Any, Any]:
         if self.retries.hold_back:
             wait_for_hold(key)
+        if stopping():  # asked to stop between its waits: send nothing more
+            raise JobStopped("the job was stopped")
         return self.next.send(request)
 
 
@@ -207,9 +269,10 @@ def held_until(key: str) -> float | None:
 
 
 def wait_for_hold(key: str) -> None:
-    """Sleep until ``key`` is no longer held (a hold extended meanwhile is waited out too)."""
+    """Sleep until ``key`` is no longer held (a hold extended meanwhile is waited out too), or
+    raise :class:`JobStopped` when the job this thread works for is asked to stop."""
     while True:
         until = held_until(key)
         if until is None:
             return
-        time.sleep(max(0.0, until - time.time()))
+        pause(max(0.0, until - time.time()))

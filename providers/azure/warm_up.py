@@ -13,7 +13,10 @@ job. Done once in the server before it forks, the results are inherited::
                                        └ a client built like a job's, a static fake token
 
 Nothing outlives it: the server thread is joined and every connection closed before any fork
-(a fork server must have no other threads when it forks). No request leaves the machine.
+(a fork server must have no other threads when it forks). No request leaves the machine: the
+transport ignores the environment's proxies (``HTTP_PROXY`` without a ``NO_PROXY`` for
+127.0.0.1 would send the rehearsal to the proxy). Nothing waits long: one attempt per request,
+short timeouts; a rehearsal that fails only leaves the workers colder.
 """
 
 from __future__ import annotations
@@ -26,12 +29,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from azure.core.credentials import AccessToken
+from tenacity import stop_after_attempt
 
-from .context import AzureContext, _Live
+from .context import AzureContext, _Live, _pooled_transport
 from .credentials import reference_of
+from .retries import Retries
 
 _SUBSCRIPTION = "00000000-0000-0000-0000-00000000a5a5"
 _FAR_FUTURE = 4_102_444_800  # 2100-01-01
+TIMEOUT_S = 2.0
+"""The longest the rehearsal waits to connect to, or hear from, its own loopback server."""
 
 
 class _StaticToken:
@@ -101,7 +108,8 @@ def _canned_arm() -> Iterator[str]:
 
 def rehearse() -> None:
     """Create one VM with azure-mgmt-compute against a throwaway loopback server, through a
-    client built the way a job's is (same policies, retries, transport)."""
+    client built the way a job's is (same policies, retry policy, pooled transport), except
+    that it never retries, never waits long, and never goes through a proxy."""
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.compute.models import VirtualMachine
 
@@ -113,9 +121,13 @@ def rehearse() -> None:
             credential=reference,
             base_url=url,
             polling_interval=0,
+            retries=Retries(stop=stop_after_attempt(1)),
             _live=_Live(reference, None, credential),
         )
-        client = context.shared_client(ComputeManagementClient)
+        transport = _pooled_transport(
+            trust_env=False, connection_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S
+        )
+        client = context.shared_client(ComputeManagementClient, transport=transport)
         try:
             poller = client.virtual_machines.begin_create_or_update(
                 "rehearsal", "vm", VirtualMachine(location="westus")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pickle
 import stat
 import time
 from collections.abc import Iterator
@@ -14,12 +15,17 @@ import psutil
 import pytest
 from asjob.providers.azure import AzureContext, CredentialReference, connect_azure
 from asjob.providers.azure.emulator import ArmEmulator
-from azure.identity import ClientSecretCredential, CredentialUnavailableError
+from azure.identity import (
+    ClientSecretCredential,
+    CredentialUnavailableError,
+    ManagedIdentityCredential,
+)
 from azure.mgmt.compute import ComputeManagementClient
 
 import asjob
 from asjob import context as asjob_context
 from asjob.session import Session
+from asjob.worker.payload import Channel, sending_over
 
 from . import azurefuncs as f
 
@@ -206,3 +212,43 @@ def test_a_vm_password_is_not_in_the_recorded_continuation_token(
     token = base64.b64decode(saved["continuation_token"])
     assert b"azureuser" in token  # the first response's body is in the token...
     assert password.encode() not in token  # ...but, as from ARM, never the password
+
+
+def test_only_a_local_workers_payload_carries_the_credential_object(arm: ArmEmulator) -> None:
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    context = connect_azure(
+        f.SUBSCRIPTION,
+        credential=f.SecretCredential(arm.identity_endpoint, secret),
+        base_url=arm.base_url,
+    )
+    token = context.token_credential.get_token(context.arm_scope).token.encode()
+
+    anything = pickle.dumps(context)  # a result, a record: no secret of any kind
+    with sending_over(Channel.NETWORK):
+        remote = pickle.dumps(context)
+    with sending_over(Channel.LOCAL):
+        local = pickle.dumps(context)
+
+    assert secret.encode() not in anything and token not in anything
+    assert secret.encode() not in remote and token in remote
+    assert secret.encode() in local and token in local
+    assert pickle.loads(anything).to_data() == context.to_data()
+
+
+def test_a_credential_class_is_refused_with_how_to_fix_it(arm: ArmEmulator) -> None:
+    with pytest.raises(TypeError, match=r"not the class .*ManagedIdentityCredential\(\)"):
+        connect_azure(f.SUBSCRIPTION, credential=ManagedIdentityCredential)
+    assert asjob.get_context() is None
+
+
+def test_a_thread_job_starts_without_a_token_request(
+    arm: ArmEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connect_azure(f.SUBSCRIPTION, base_url=arm.base_url)
+    asjob.enable_context_autosave()
+    monkeypatch.setattr(asjob_context, "_current", asjob_context._UNSET)  # as a new script
+
+    job = asjob.start_job(f.subscription_of_context, kind="thread")
+
+    assert job.receive(wait=True) == f.SUBSCRIPTION
+    assert arm.token_requests == 0  # thread jobs share the caller's tokens: none to broker

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from asjob.providers.azure import lro
 from azure.core.polling import LROPoller, PollingMethod
 
 import asjob
@@ -109,3 +110,38 @@ def test_a_stop_callback_runs_once_whether_registered_before_or_after_the_stop()
     writer.on_stop(lambda: calls.append("after"))
 
     assert calls == ["before", "after"]
+
+
+def poller_once_stopped(method: PollingMethod[str]) -> LROPoller[str]:
+    """Returns a poller only after its job was asked to stop (a PUT answered late)."""
+    asjob.current_job().wait_for_stop(10)
+    return poller(method)
+
+
+def test_a_poller_returned_after_the_stop_leaves_the_record_alone(session: Session) -> None:
+    job = asjob.start_job(poller_once_stopped, Steps(STATUSES, 0.01), kind="thread")
+    threads = session.kind("thread")
+    job.stop()
+    deadline = time.monotonic() + 5
+    while threads.is_live(job.id) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    assert str(job.state) == "Stopped"
+    # Not "AzureLongRunningJob": the wait, which would record it, never began.
+    assert session.store.get_job(job.id).job_type_name == "ThreadJob"
+    assert job.progress == []
+
+
+def until_stopped() -> None:
+    asjob.current_job().wait_for_stop(10)
+
+
+def test_nothing_is_recorded_for_a_job_that_is_no_longer_running(session: Session) -> None:
+    job = asjob.start_job(until_stopped, kind="thread")
+    job.stop()
+    writer = JobWriter(job.id, lambda stream, payload: None)
+    writer.store = session.store
+
+    assert not lro.record_while_running(writer, job.id, {"resume_data": "{}"})
+    assert session.store.get_job(job.id).resume_data is None
+    assert str(session.store.get_job(job.id).state) == "Stopped"

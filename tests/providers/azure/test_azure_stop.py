@@ -1,0 +1,118 @@
+"""A stopped Azure job sends nothing more and records nothing more, even when the stop finds it
+waiting to retry a request (the waits in ``retries.py`` end at a stop), against the emulator."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from asjob.providers.azure import AzureContext, Retries, connect_azure
+from asjob.providers.azure import retries as r
+from asjob.providers.azure.emulator import OPERATION_SECONDS_TAG, ArmEmulator
+from azure.mgmt.compute import ComputeManagementClient
+from tenacity import stop_after_attempt
+
+import asjob
+from asjob.session import Session
+
+from . import azurefuncs as f
+
+RETRY_AFTER_S = 2.0
+"""What the injected faults ask the retry to wait: far longer than a stop takes."""
+
+
+@pytest.fixture(autouse=True)
+def no_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 429 holds the subscription back in this process for its Retry-After: not into other tests.
+    monkeypatch.setattr(r, "_local_holds", {})
+
+
+def connect(arm: ArmEmulator) -> AzureContext:
+    # Retries wait the Retry-After the faults name (the wait strategy applies only without one).
+    retries = Retries(stop=stop_after_attempt(30))
+    return connect_azure(
+        f.SUBSCRIPTION, base_url=arm.base_url, polling_interval=0.05, retries=retries
+    )
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def sent_since(arm: ArmEmulator, moment: float) -> list[tuple[str, str, int]]:
+    return [(q["method"], q["path"], q["status"]) for q in arm.requests() if q["time"] > moment]
+
+
+def new_job_thread(before: set[threading.Thread], job_id: int) -> threading.Thread:
+    """The thread running thread job ``job_id`` (ids restart with each test's store)."""
+    name = f"asjob-thread-job-{job_id}"
+    [thread] = [t for t in threading.enumerate() if t not in before and t.name == name]
+    return thread
+
+
+def test_a_stopped_thread_job_does_not_send_its_put_again(
+    arm: ArmEmulator, session: Session
+) -> None:
+    arm.inject_fault(429, count=None, retry_after=RETRY_AFTER_S, method="PUT")
+    compute = connect(arm).client(ComputeManagementClient)
+    before = set(threading.enumerate())
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update, kind="thread")(
+        f.GROUP, "vm-unwanted", f.body("vm-unwanted")
+    )
+    wait_until(lambda: f.requests_of(arm, "PUT") == [429])
+    thread = new_job_thread(before, job.id)  # waiting out the Retry-After before its next PUT
+
+    job.stop()
+    stopped_at = time.time()
+    arm.clear_faults()  # a PUT sent now would create the VM
+    thread.join(1.0)
+
+    assert str(job.state) == "Stopped"
+    assert not thread.is_alive()  # its wait ended at the stop, not after the Retry-After
+    time.sleep(0.2)
+    assert sent_since(arm, stopped_at) == []
+    assert arm.stats()["vms"] == 0
+    assert session.store.get_job(job.id).resume_data is None
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_a_stopped_job_does_not_send_a_poll_again(
+    arm: ArmEmulator, session: Session, kind: str
+) -> None:
+    compute = connect(arm).client(ComputeManagementClient)
+    parameters = f.body("vm-long", **{OPERATION_SECONDS_TAG: "60"})
+    before = set(threading.enumerate())
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update, kind=kind)(
+        f.GROUP, "vm-long", parameters
+    )
+    # A process job's poller runs in the session once the worker hands the wait off.
+    wait_until(lambda: session.store.get_job(job.id).host_pid == os.getpid())
+    wait_until(lambda: bool(session.store.get_job(job.id).resume_data))
+    arm.inject_fault(503, count=None, retry_after=RETRY_AFTER_S, path_contains="operations")
+    wait_until(lambda: 503 in f.requests_of(arm, "GET"))
+    time.sleep(0.2)  # any poller still polling has met the fault: all are waiting to retry
+
+    started = time.monotonic()
+    job.stop()
+    stopped_at = time.time()
+    arm.clear_faults()
+    assert time.monotonic() - started < 1
+    assert str(job.state) == "Stopped"
+
+    time.sleep(RETRY_AFTER_S + 0.5)  # past the Retry-After: the retry would have been sent
+    assert sent_since(arm, stopped_at) == []
+    pollers = [t for t in threading.enumerate() if t.name.startswith("LROPoller")]
+    assert [t for t in pollers if t not in before] == []  # ended in its wait, not abandoned
+
+
+def test_waits_outside_a_job_are_plain_sleeps() -> None:
+    started = time.monotonic()
+    r.pause(0.05)
+    assert time.monotonic() - started >= 0.05
+    assert not r.stopping()
