@@ -119,6 +119,7 @@ class Job(Generic[T]):
         if record.state is not JobState.Failed:
             return None
         if record.reason is not None:
+            r.alias_main_module()  # an exception type defined in the caller's main script
             return decode_failure(record.reason, self.id)
         for child in self.child_jobs:
             reason = child.reason
@@ -138,14 +139,16 @@ class Job(Generic[T]):
     # -- streams (records not yet received; reading them does not receive them) --------------
 
     def _peek(self, stream: str) -> list[Any]:
+        """The stream's records (output values, for ``output``), left in the store. Raises
+        :class:`~asjob.errors.AsJobError` for one that cannot be decoded here."""
+        from .receiving import decode_rows
+
         rows = self._session.store.read_records(self.id, streams=[stream])
-        return [r.decode(row.payload) for row in rows]
+        return [read.value for read in decode_rows(self._session, self.id, rows)]
 
     @property
     def output(self) -> list[Any]:
-        from .receiving import output_values
-
-        return output_values(self._session, self.id, self._peek(r.OUTPUT), keep=True)
+        return self._peek(r.OUTPUT)
 
     @property
     def error(self) -> list[r.StreamRecord]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -64,13 +65,57 @@ class ProgressRecord:
         return f"{self.activity}: {self.status}{pct}"
 
 
-@dataclass(frozen=True)
-class OutputItem:
-    """An output value with its position in the job's output, so a session that holds the live
-    object (a thread job's) can hand that back instead of the stored copy."""
+_UNSET: Any = object()
 
-    index: int
-    value: Any
+
+class OutputItem:
+    """An output value with its position (``index``) in the job's output.
+
+    In the store the value is pickled on its own inside the record and unpickled only when
+    :attr:`value` is first read. So the index can be read alone: a session that holds the live
+    object (a thread job's) hands that back and never unpickles the copy, and a copy that
+    cannot be unpickled here (its class is not importable) fails only when asked for, with the
+    record already read and identified.
+    """
+
+    __slots__ = ("_pickled", "_value", "index")
+
+    def __init__(self, index: int, value: Any) -> None:
+        self.index = index
+        self._value = value
+        self._pickled: bytes | None = None
+
+    @classmethod
+    def stored(cls, index: int, pickled: bytes) -> OutputItem:
+        """The item as read from the store, its value still pickled."""
+        item = cls(index, _UNSET)
+        item._pickled = pickled
+        return item
+
+    @property
+    def value(self) -> Any:
+        """The value; raises what unpickling it raises (e.g. ``ModuleNotFoundError``)."""
+        if self._value is _UNSET:
+            assert self._pickled is not None
+            self._value = decode(self._pickled)
+        return self._value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        pickled = self._pickled if self._value is _UNSET else encode(self._value)
+        return (_stored_output, (self.index, pickled))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A record stored by an asjob whose items were plain dataclasses (value pickled inline,
+        # so already unpickled here): a job still unreceived across an upgrade stays readable.
+        self.index, self._value, self._pickled = state["index"], state["value"], None
+
+    def __repr__(self) -> str:
+        shown = "<pickled>" if self._value is _UNSET else repr(self._value)
+        return f"OutputItem({self.index}, {shown})"
+
+
+def _stored_output(index: int, pickled: bytes) -> OutputItem:
+    return OutputItem.stored(index, pickled)
 
 
 class Unpicklable:
@@ -88,7 +133,21 @@ def encode(record: Any) -> bytes:
 
 
 def decode(payload: bytes) -> Any:
+    alias_main_module()
     return pickle.loads(payload)
+
+
+def alias_main_module() -> None:
+    """Let ``__mp_main__`` name this process's ``__main__``, as importing multiprocessing does.
+
+    A process job runs in a worker whose server loaded the caller's main script as
+    ``__mp_main__`` (multiprocessing's spawn does the same), so a class or exception type
+    defined in that script comes back named ``__mp_main__.Point``. A process that has a real
+    ``__mp_main__`` (a worker itself) keeps it.
+    """
+    main = sys.modules.get("__main__")
+    if main is not None:
+        sys.modules.setdefault("__mp_main__", main)
 
 
 def log_record_state(record: logging.LogRecord) -> dict[str, Any]:

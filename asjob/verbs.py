@@ -5,7 +5,6 @@ Every verb except ``start_job`` takes a :class:`~asjob.job.Job`, an ``int`` id, 
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import os
 import time
@@ -14,17 +13,16 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from . import records as r
 from .call import Call
+from .context import Context, resolve_context
 from .decorator import unwrap_job_function
 from .errors import InvalidJobStateError, JobNotFinishedError, JobNotFoundError
-from .failures import decode_failure
 from .job import Job
 from .launching import start_call
-from .receiving import output_values, replay
-from .session import Session, current_session
+from .receiving import deliver, take
+from .session import KINDS, Session, current_session
 from .states import JobState, transition
-from .store.base import CHILDREN, GENERATOR, JobRecord
+from .store.base import CHILDREN
 
 T = TypeVar("T")
 JobLike = Job[Any] | int
@@ -34,7 +32,6 @@ Jobs = JobLike | Sequence[JobLike]
 # within milliseconds), then backing off to FOREIGN_POLL_S between reads.
 FIRST_FOREIGN_POLL_S = 0.002
 FOREIGN_POLL_S = 0.05
-_NON_OUTPUT = tuple(s for s in r.STREAMS if s != r.OUTPUT)
 
 
 def _handles(jobs: Jobs, session: Session) -> tuple[list[Job[Any]], bool]:
@@ -71,13 +68,33 @@ def start_job(
     A ``process`` job is Running when this returns. ``init`` runs in the worker before ``fn``.
     ``detach=True`` lets the job outlive this interpreter; otherwise it is stopped at exit.
     """
+    _check_start(fn, kind, context)
     fn = unwrap_job_function(fn)
-    from .context import resolve_context
-
     call = Call(fn, args, kwargs, init=init, context=resolve_context(context))
     return start_call(
         call, name=name, kind=kind, working_directory=working_directory, detach=detach
     )
+
+
+def _check_start(fn: Any, kind: Any, context: Any) -> None:
+    """Refuse, before any job exists, what could only make a job that fails or never runs."""
+    if not callable(fn):
+        raise TypeError(f"start_job needs a callable, not {type(fn).__name__}: {fn!r:.80}")
+    # A kind object names itself and either runs jobs or binds to the session's own instance
+    # of its kind (DaskKind(address)); Session.add_kind relies on both.
+    is_kind_object = isinstance(getattr(kind, "name", None), str) and (
+        callable(getattr(kind, "launch", None)) or callable(getattr(kind, "bind", None))
+    )
+    if not isinstance(kind, str) and not is_kind_object:
+        raise TypeError(
+            f"kind must be one of {', '.join(repr(k) for k in KINDS)} or a kind object "
+            f"such as DaskKind(address), not {type(kind).__name__}: {kind!r:.80}"
+        )
+    if context is not None and not isinstance(context, Context):
+        raise TypeError(
+            f"context must be an asjob Context (e.g. from "
+            f"asjob.providers.azure.connect_azure), not {type(context).__name__}"
+        )
 
 
 # -- Get-Job -----------------------------------------------------------------------------------
@@ -202,6 +219,8 @@ def wait_job(jobs: Jobs, any: bool = False, timeout: float | None = None) -> lis
         raise ValueError(f"timeout must be zero or more seconds, not {timeout}")
     session = current_session()
     handles, _ = _handles(jobs, session)
+    if not handles:  # nothing to wait for (and with any, nothing that could end the wait)
+        return []
     deadline = None if timeout is None else time.monotonic() + timeout
     poll = FIRST_FOREIGN_POLL_S
     while True:
@@ -231,7 +250,14 @@ def receive_job(
     """What the job produced and has not been received yet (see the README for the rules).
 
     A Failed job raises its original exception (``partial_output`` attached) every time.
-    Several jobs: a list of per-job results in the order given.
+    Several jobs: a list of per-job results in the order given. When receiving one of them
+    raises, the first such job in the order given raises and nothing of the others is
+    received: their results and records stay for a later receive.
+
+    Nothing is removed from the store before it is decoded: a record that cannot be decoded
+    in this process (a result whose class cannot be imported here) raises
+    :class:`~asjob.errors.AsJobError` naming the job and the cause, and stays receivable, by a
+    process that can import it. The same holds for every job of the call.
     """
     if auto_remove_job and not wait:
         raise ValueError("auto_remove_job=True needs wait=True")
@@ -239,51 +265,16 @@ def receive_job(
     handles, single = _handles(job, session)
     if wait:
         wait_job(handles)
-    results = [_receive(session, h, keep) for h in handles]
+    # Everything is read and decoded before anything is removed, so a job that raises leaves
+    # the others' data in the store instead of draining it into a result nobody gets.
+    taken = [take(session, h) for h in handles]
+    failing = next((t for t in taken if t.raises), None)
+    if failing is not None:
+        deliver(session, failing, keep)  # raises, having received nothing of the other jobs
+    results = [deliver(session, t, keep) for t in taken]
     if auto_remove_job:
         remove_job(handles)
     return results[0] if single else results
-
-
-def _receive(session: Session, job: Job[Any], keep: bool) -> Any:
-    record = job._record()
-    if record.output_mode == CHILDREN:
-        return _receive_parent(session, job, record, keep)
-    takes_output = record.finished or record.output_mode == GENERATOR
-    rows = session.store.read_records(
-        job.id, streams=None if takes_output else _NON_OUTPUT, remove=not keep
-    )
-    decoded = [(row.stream, r.decode(row.payload)) for row in rows]
-    items = [rec for stream, rec in decoded if stream == r.OUTPUT]
-    outputs = output_values(session, job.id, items, keep=keep)
-    if not keep:
-        replay(decoded)
-    if record.state is JobState.Failed:
-        assert record.reason is not None
-        _raise_with(decode_failure(record.reason, job.id), outputs)
-    if record.output_mode == GENERATOR:
-        return outputs
-    return outputs[0] if outputs else None
-
-
-def _raise_with(exc: BaseException, partial: list[Any]) -> None:
-    with contextlib.suppress(AttributeError):  # an exception type with __slots__
-        exc.partial_output = partial  # type: ignore[attr-defined]
-    raise exc
-
-
-def _receive_parent(session: Session, job: Job[Any], record: JobRecord, keep: bool) -> Any:
-    results: list[Any] = []
-    first_failure: BaseException | None = None
-    for child in job.child_jobs:
-        try:
-            results.append(_receive(session, child, keep))
-        except Exception as exc:
-            results.append(None)
-            first_failure = first_failure or exc
-    if record.state is JobState.Failed and first_failure is not None:
-        _raise_with(first_failure, results)
-    return results
 
 
 # -- Stop-Job ----------------------------------------------------------------------------------

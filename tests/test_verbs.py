@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
 import asjob
 from asjob import JobState
+from asjob.session import Session
 from tests import jobfuncs as f
 
 
@@ -140,6 +145,19 @@ def test_negative_timeout_is_refused(session: object) -> None:
         asjob.wait_job([], timeout=-1)
 
 
+def test_waiting_for_no_jobs_returns_at_once(session: object) -> None:
+    waited: list[list[asjob.Job[Any]]] = []
+
+    def wait() -> None:
+        waited.append(asjob.wait_job([], any=True))
+        waited.append(asjob.wait_job([]))
+
+    waiter = threading.Thread(target=wait, daemon=True)  # daemon: a hang must not outlive us
+    waiter.start()
+    waiter.join(5)
+    assert waited == [[], []]
+
+
 def test_stop_is_synchronous_and_not_a_failure(kind: str) -> None:
     job = asjob.start_job(f.sleep_then, 30, kind=kind)
     started = time.monotonic()
@@ -223,9 +241,45 @@ def test_working_directory(kind: str, tmp_path: Path) -> None:
         assert job.receive(wait=True) == str(tmp_path)
 
 
+@dataclass(frozen=True)
+class TenantContext(asjob.Context):
+    """The least a cloud context can be: which tenant."""
+
+    provider: ClassVar[str] = "test"
+    tenant: str
+
+    def to_data(self) -> dict[str, Any]:
+        return {"tenant": self.tenant}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> TenantContext:
+        return cls(data["tenant"])
+
+
+@pytest.mark.parametrize("fn", [42, None, "f.add"])
+def test_start_refuses_what_cannot_be_called(session: Session, fn: Any) -> None:
+    with pytest.raises(TypeError, match=f"callable, not {type(fn).__name__}: {fn!r}"):
+        asjob.start_job(fn)
+    assert session.store.list_jobs() == []
+
+
+def test_start_refuses_a_kind_that_is_neither_a_name_nor_a_kind(session: Session) -> None:
+    with pytest.raises(TypeError, match=r"'process', 'thread', 'dask' .*not int: 123"):
+        asjob.start_job(f.noop, kind=123)
+    with pytest.raises(ValueError, match="unknown kind 'proces'"):
+        asjob.start_job(f.noop, kind="proces")
+    assert session.store.list_jobs() == []
+
+
+def test_start_refuses_a_context_that_is_not_a_context(session: Session) -> None:
+    with pytest.raises(TypeError, match=r"an asjob Context .*not str"):
+        asjob.start_job(f.noop, context="hello")
+    assert session.store.list_jobs() == []
+
+
 def test_init_runs_in_the_worker_before_the_function(kind: str) -> None:
-    job = asjob.start_job(f.read_context, kind=kind, init=f.noop, context={"tenant": "t1"})
-    assert job.receive(wait=True) == {"tenant": "t1"}
+    job = asjob.start_job(f.read_context, kind=kind, init=f.noop, context=TenantContext("t1"))
+    assert job.receive(wait=True) == TenantContext("t1")
 
 
 def test_job_identity(kind: str) -> None:

@@ -119,7 +119,8 @@ class JobRecord:
 
 @dataclass(frozen=True)
 class StreamRow:
-    """One stream record: ``payload`` is what :mod:`asjob.streams` encoded."""
+    """One stream record: ``payload`` is what :mod:`asjob.records` encoded; ``seq`` is unique
+    in the store and increases in the order records were appended."""
 
     job_id: int
     seq: int
@@ -191,7 +192,16 @@ class Store(Protocol):
         streams: Iterable[str] | None = None,
         remove: bool = False,
     ) -> list[StreamRow]:
-        """The job's records not yet received, in order; ``remove`` drains them atomically."""
+        """The job's records not yet received, in order; ``remove`` drains them atomically.
+
+        Receiving reads without ``remove`` and then takes the rows it could decode with
+        :meth:`remove_records`, so a record that fails to decode is never lost.
+        """
+
+    def remove_records(self, job_id: int, seqs: Iterable[int]) -> set[int]:
+        """Remove the job's records whose ``seq`` is in ``seqs``, in one atomic step, and
+        return the seqs removed: those still there. Of two receivers that read the same rows,
+        each row is removed by, and so belongs to, exactly one."""
 
     def delete_jobs(self, job_ids: Sequence[int]) -> None:
         """Remove jobs, their children and their records."""

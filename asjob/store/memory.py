@@ -136,6 +136,16 @@ class MemoryStore:
                 self._records = [r for r in self._records if id(r) not in taken]
             return chosen
 
+    def remove_records(self, job_id: int, seqs: Iterable[int]) -> set[int]:
+        wanted = set(seqs)
+        with self._lock:
+            removed = {r.seq for r in self._records if r.job_id == job_id and r.seq in wanted}
+            if removed:
+                self._records = [
+                    r for r in self._records if r.job_id != job_id or r.seq not in removed
+                ]
+            return removed
+
     def delete_jobs(self, job_ids: Sequence[int]) -> None:
         with self._lock:
             doomed = set(job_ids)

@@ -511,3 +511,24 @@ class SQLiteStore:
                     (job_id, rows[-1][1], *(names or [])),
                 )
         return [StreamRow(*r) for r in rows]
+
+    def remove_records(self, job_id: int, seqs: Iterable[int]) -> set[int]:
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return set()
+        with self._write() as conn:
+            # Under the write lock, what is still there is what this call takes: a concurrent
+            # receiver that read the same rows and removed them first keeps them.
+            present = conn.execute(
+                "SELECT seq FROM records WHERE job_id = ? AND seq BETWEEN ? AND ?",
+                (job_id, wanted[0], wanted[-1]),
+            ).fetchall()
+            removed = {row[0] for row in present}.intersection(wanted)
+            doomed = sorted(removed)
+            # In slices: SQLite caps the parameters of one statement (999 before 3.32).
+            for start in range(0, len(doomed), 500):
+                batch = doomed[start : start + 500]
+                conn.execute(
+                    f"DELETE FROM records WHERE seq IN ({','.join('?' * len(batch))})", batch
+                )
+        return removed
