@@ -321,7 +321,7 @@ BAD_INPUT: list[tuple[list[str], list[str]]] = [
     (["receive", "999"], ["asjob: no job with id 999"]),
     (["wait", "999"], ["no job with id 999"]),
     (["stop", "999"], ["no job with id 999"]),
-    (["receive", "abc"], ["asjob receive:", "'abc' is not a valid integer"]),
+    (["receive", "abc"], ["asjob receive:", "'abc' is not a job id"]),
     (["start", "no_such_module_xyz:fn"], ["No module named 'no_such_module_xyz'"]),
     (["start", f"{FN}:missing"], [f"{FN} has no 'missing'"]),
     (["start", FN], ["expected MODULE:FUNCTION"]),

@@ -11,6 +11,7 @@ import pytest
 from asjob.cli.arguments import (
     check_call,
     import_function,
+    looks_like_option,
     parse_duration,
     parse_keyword,
     parse_value,
@@ -77,6 +78,17 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations_say_what_is_expected(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration such as 30s"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "1e15", "36526d", "99999999999w"])
+def test_durations_past_100_years_are_out_of_range(text: str) -> None:
+    with pytest.raises(ValueError, match="out of range: a duration is at most 100 years"):
+        parse_duration(text)
+
+
+def test_looks_like_option_spares_numbers_and_a_lone_dash() -> None:
+    assert [looks_like_option(t) for t in ("--nmae", "--x=1", "-v")] == [True] * 3
+    assert [looks_like_option(t) for t in ("-1", "-2.5e3", "-", "a-b", "")] == [False] * 5
 
 
 def test_duration_and_state_options() -> None:

@@ -119,6 +119,26 @@ def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
         SQLiteStore(path)
 
 
+def test_sqlite_refuses_another_programs_database_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE jobs (id INTEGER)")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"not an asjob job store: .* tables of its own \(jobs\)"):
+        SQLiteStore(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["app.db"]
+
+
+def test_sqlite_initialises_a_database_without_tables(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 7")  # a database file, but nothing in it
+    conn.close()
+    assert _new(SQLiteStore(path)) == 1
+
+
 def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     SQLiteStore(path)

@@ -50,7 +50,7 @@ def main(args: Sequence[str] | None = None) -> int:
         return exits.BAD_INPUT
     except (click.Abort, KeyboardInterrupt):
         return exits.INTERRUPTED
-    except BrokenPipeError:
+    except (BrokenPipeError, exits.OutputClosed):
         _silence_stdout()
         return exits.BROKEN_PIPE
     except Exception as exc:

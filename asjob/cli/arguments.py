@@ -7,13 +7,16 @@ to force a string (``'"2"'``).
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import importlib
 import inspect
 import json
+import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +27,11 @@ from .exits import BadInput
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+# Longer than any wait or retention means, and short enough that "now minus it" is still a
+# date Python can hold (``--older-than 1e11`` would reach before the year 1).
+MAX_DURATION = timedelta(days=36525)
+# SQLite's integers are 64-bit: a larger id is no job's, and SQLite cannot even compare it.
+MAX_JOB_ID = 2**63 - 1
 
 
 def parse_value(text: str) -> Any:
@@ -46,13 +54,17 @@ def parse_duration(text: str) -> timedelta:
     """``30s``, ``15m``, ``12h``, ``7d``, ``2w``, compounds such as ``1h30m``, or bare seconds."""
     cleaned = text.strip().lower()
     try:
-        return timedelta(seconds=float(cleaned))
+        seconds = float(cleaned)
     except ValueError:
-        pass
-    parts = _DURATION.findall(cleaned)
-    if not parts or "".join(number + unit for number, unit in parts) != cleaned:
+        parts = _DURATION.findall(cleaned)
+        if not parts or "".join(number + unit for number, unit in parts) != cleaned:
+            raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 12h or 7d") from None
+        seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
+    if math.isnan(seconds):
         raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 12h or 7d")
-    return timedelta(seconds=sum(float(number) * _UNITS[unit] for number, unit in parts))
+    if abs(seconds) > MAX_DURATION.total_seconds():
+        raise ValueError(f"{text!r} is out of range: a duration is at most 100 years")
+    return timedelta(seconds=seconds)
 
 
 def to_duration(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
@@ -80,6 +92,26 @@ def to_states(
     return tuple(states[value.lower()] for value in values)
 
 
+class JobId(click.types.IntParamType):
+    """A job id: a whole number from 1 to :data:`MAX_JOB_ID`."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if not 1 <= number <= MAX_JOB_ID:
+            self.fail(
+                f"{value!r} is not a job id (a whole number from 1 to {MAX_JOB_ID})", param, ctx
+            )
+        return number
+
+
+JOB_ID = JobId()
+
+
 def import_function(spec: str) -> Callable[..., Any]:
     """The callable that ``MODULE:FUNCTION`` names (``FUNCTION`` may be ``Class.method``).
 
@@ -92,8 +124,13 @@ def import_function(spec: str) -> Callable[..., Any]:
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as exc:
+        # What the module prints when imported goes to stderr: stdout carries the command's
+        # answer (a job id for a shell's id=$(asjob start ...)).
+        with contextlib.redirect_stdout(sys.stderr):
+            target: Any = importlib.import_module(module_name)
+    # SystemExit too: a module that parses sys.argv or exits at import must not end this
+    # command with an exit code that means "job failed" (1) or "timed out" (2).
+    except (Exception, SystemExit) as exc:
         why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise BadInput(f"cannot import {spec!r}: {why}") from None
     for part in qualname.split("."):
@@ -104,6 +141,30 @@ def import_function(spec: str) -> Callable[..., Any]:
     if not callable(target):
         raise BadInput(f"{spec!r} is a {type(target).__name__}, not a function")
     return target  # type: ignore[no-any-return]
+
+
+def looks_like_option(token: str) -> bool:
+    """``--nmae``, ``--nmae=x`` or ``-x``; not ``-`` nor a negative number such as ``-1``."""
+    return (
+        token.startswith("-")
+        and len(token) > 1
+        and not isinstance(parse_value(token), (int, float))
+    )
+
+
+def refuse_unknown_options(ctx: click.Context, tokens: Sequence[str]) -> None:
+    """Refuse the first of ``tokens`` (arguments click left alone, so that ``-1`` stays a
+    number) that looks like an option: a misspelt ``--nmae`` must not become an argument."""
+    for token in tokens:
+        if looks_like_option(token):
+            options = [opt for param in ctx.command.params for opt in param.opts]
+            close = difflib.get_close_matches(token.partition("=")[0], options, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise click.UsageError(
+                f"no such option: {token}{hint}; an argument for the function that starts "
+                "with '-' goes after '--'",
+                ctx,
+            )
 
 
 def check_call(fn: Callable[..., Any], spec: str, args: list[Any], kwargs: dict[str, Any]) -> None:

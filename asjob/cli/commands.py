@@ -7,8 +7,9 @@ starts a detached job and exits at once while the job goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -25,14 +26,16 @@ from ..session import current_session
 from ..states import JobState
 from ..store.sqlite import SQLiteStore
 from .arguments import (
+    JOB_ID,
     check_call,
     import_function,
     parse_keyword,
     parse_value,
+    refuse_unknown_options,
     to_duration,
     to_states,
 )
-from .exits import BadInput
+from .exits import BadInput, OutputClosed
 from .output import (
     format_views,
     render_views_json,
@@ -50,7 +53,30 @@ EPILOG = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@contextlib.contextmanager
+def _closed_output_passes_click() -> Iterator[None]:
+    """Carry a closed stdout past click as :class:`OutputClosed`: click's ``main`` catches
+    ``BrokenPipeError`` itself and exits 1, which a pipeline would read as a failed job."""
+    try:
+        yield
+    except BrokenPipeError as exc:
+        raise OutputClosed() from exc
+
+
+class _Commands(click.Group):
+    """The ``asjob`` group. Between them, parsing (``asjob --help``) and invoking (a command
+    and its own ``--help``) cover everything that prints."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        with _closed_output_passes_click():
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _closed_output_passes_click():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(asjob.__version__, prog_name="asjob")
 def cli() -> None:
     """PowerShell-style background jobs from the shell, kept in the store at $ASJOB_STORE.
@@ -120,8 +146,21 @@ def _select_for(
 
 # -- start ---------------------------------------------------------------------------------
 
+_AFTER_SEPARATOR = "asjob.after_separator"
 
-@cli.command(context_settings={"ignore_unknown_options": True})
+
+class _StartCommand(click.Command):
+    """``start``, which must tell the function's arguments given after ``--`` (taken as they
+    are, ``--name`` included) from those before it (where ``--nmae`` is a misspelt option)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # click, told to keep unknown options as arguments (so that -1 is one), no longer
+        # says which arguments came after "--": they are the last ones, so count them.
+        ctx.meta[_AFTER_SEPARATOR] = len(args) - args.index("--") - 1 if "--" in args else 0
+        return super().parse_args(ctx, args)
+
+
+@cli.command(cls=_StartCommand, context_settings={"ignore_unknown_options": True})
 @click.argument("function", metavar="MODULE:FUNCTION")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--name", help="The job's name (default: Job<id>).")
@@ -150,7 +189,17 @@ def start(
     string "done", '"2"' the string "2". MODULE is imported from the current directory or
     sys.path. The job keeps running after this command exits; its outcome, streams and
     result land in the store.
+
+    asjob's options may come anywhere before '--'; an argument for the function that starts
+    with '-' (other than a number such as -1) goes after it:
+
+    \b
+    asjob start tool:run 1 --name x -- --verbose   # tool.run(1, "--verbose")
     """
+    ctx = click.get_current_context()
+    positional = [function, *args]
+    before_separator = max(0, len(positional) - ctx.meta[_AFTER_SEPARATOR])
+    refuse_unknown_options(ctx, positional[:before_separator])
     if kind == "thread":
         raise BadInput("a thread job would end with this command: use --kind process")
     fn = import_function(function)
@@ -175,7 +224,7 @@ def start(
 
 
 @cli.command()
-@click.option("--id", "ids", type=int, multiple=True, help="Job id; repeatable.")
+@click.option("--id", "ids", type=JOB_ID, multiple=True, help="Job id; repeatable.")
 @_selection
 @OLDER_THAN
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the jobs.")
@@ -208,7 +257,7 @@ cli.add_command(wait)
 
 
 @cli.command()
-@click.argument("ids", metavar="[ID]...", type=int, nargs=-1)
+@click.argument("ids", metavar="[ID]...", type=JOB_ID, nargs=-1)
 @_selection
 def stop(ids: tuple[int, ...], names: tuple[str, ...], states: tuple[str, ...]) -> None:
     """Stop jobs, wherever they run, and return once their work has stopped."""
@@ -216,7 +265,7 @@ def stop(ids: tuple[int, ...], names: tuple[str, ...], states: tuple[str, ...]) 
 
 
 @cli.command()
-@click.argument("ids", metavar="[ID]...", type=int, nargs=-1)
+@click.argument("ids", metavar="[ID]...", type=JOB_ID, nargs=-1)
 @_selection
 @OLDER_THAN
 @click.option("--force", is_flag=True, help="Stop running jobs first.")
@@ -243,7 +292,7 @@ def remove(
 
 
 @cli.command()
-@click.argument("job_id", metavar="ID", type=int)
+@click.argument("job_id", metavar="ID", type=JOB_ID)
 def resume(job_id: int) -> None:
     """Resume an Azure long-running-operation job whose worker or starter died.
 

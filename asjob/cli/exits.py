@@ -29,6 +29,11 @@ INTERRUPTED = 130
 BROKEN_PIPE = 141
 
 
+class OutputClosed(Exception):
+    """The reader of stdout went away: exit :data:`BROKEN_PIPE`. Raised in place of
+    ``BrokenPipeError``, which click's ``main`` would turn into exit 1."""
+
+
 class BadInput(click.ClickException):
     """Input a command cannot act on; printed as one line, exit code :data:`BAD_INPUT`."""
 

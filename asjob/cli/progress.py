@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 from ..job import Job
 from ..states import JobState
 from ..verbs import wait_job
-from .output import JobView, view_jobs
+from .output import JobView, view_jobs, visible
 
 if TYPE_CHECKING:
+    from rich.progress_bar import ProgressBar
     from rich.table import Table
+    from rich.text import Text
 
 TICK_S = 0.25
 _STYLES = {
@@ -50,6 +52,7 @@ def wait_with_progress(
 def render(jobs: Sequence[Job[Any]]) -> Table:
     """The table for the jobs as they are now."""
     from rich.table import Table
+    from rich.text import Text
 
     views = view_jobs(jobs)
     finished = sum(view.state.finished for view in views)
@@ -61,9 +64,11 @@ def render(jobs: Sequence[Job[Any]]) -> Table:
     by_id = {job.id: job for job in jobs}
     now = datetime.now(timezone.utc)
     for view in views:
+        # The job's own text as Text, never as a str: rich would read "[...]" in it as
+        # markup (and fail on a stray "[/x]"), and pass its escape sequences to the terminal.
         table.add_row(
             str(view.id),
-            view.name,
+            Text(visible(view.name)),
             f"[{_STYLES.get(view.state, '')}]{view.state}[/]",
             *_progress(by_id[view.id], view),
             _elapsed(view, now),
@@ -71,9 +76,10 @@ def render(jobs: Sequence[Job[Any]]) -> Table:
     return table
 
 
-def _progress(job: Job[Any], view: JobView) -> tuple[Any, str]:
+def _progress(job: Job[Any], view: JobView) -> tuple[ProgressBar, Text]:
     """The progress bar and status text of the job's latest progress record."""
     from rich.progress_bar import ProgressBar
+    from rich.text import Text
 
     records = job.progress
     latest = records[-1] if records else None
@@ -89,7 +95,7 @@ def _progress(job: Job[Any], view: JobView) -> tuple[Any, str]:
     status = "" if latest is None else f"{latest.activity}: {latest.status}"
     if view.reason is not None:
         status = view.reason
-    return bar, status
+    return bar, Text(visible(status))
 
 
 def _elapsed(view: JobView, now: datetime) -> str:

@@ -21,8 +21,8 @@ from ..session import current_session
 from ..states import JobState
 from ..store.base import CHILDREN, GENERATOR
 from . import exits
-from .arguments import to_duration
-from .output import describe_failure, render_json, render_value, view_jobs
+from .arguments import JOB_ID, to_duration
+from .output import describe_failure, render_json, render_value, view_jobs, visible
 
 
 def _given(ids: Sequence[int]) -> list[Job[Any]]:
@@ -35,7 +35,7 @@ def _given(ids: Sequence[int]) -> list[Job[Any]]:
 
 
 @click.command()
-@click.argument("ids", metavar="ID...", type=int, nargs=-1, required=True)
+@click.argument("ids", metavar="ID...", type=JOB_ID, nargs=-1, required=True)
 @click.option("--keep", is_flag=True, help="Leave the data to be received again.")
 @click.option("--wait", is_flag=True, help="Wait for the jobs to finish first.")
 @click.option("--json", "as_json", is_flag=True, help="One line of JSON per job.")
@@ -103,7 +103,7 @@ def _echo_value(value: Any, mode: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("ids", metavar="ID...", type=int, nargs=-1, required=True)
+@click.argument("ids", metavar="ID...", type=JOB_ID, nargs=-1, required=True)
 @click.option("--any", "any_", is_flag=True, help="Return when the first job finishes.")
 @click.option(
     "--timeout",
@@ -132,6 +132,6 @@ def wait(ids: tuple[int, ...], any_: bool, timeout: timedelta | None) -> None:
     unsuccessful = [job for job in done if job.state is not JobState.Completed]
     for view in view_jobs(unsuccessful):
         why = "" if view.reason is None else f": {view.reason}"
-        click.echo(f"asjob: job {view.id} ({view.name}) {view.state}{why}", err=True)
+        click.echo(f"asjob: job {view.id} ({visible(view.name)}) {view.state}{why}", err=True)
     if unsuccessful:
         click.get_current_context().exit(exits.JOB_FAILED)

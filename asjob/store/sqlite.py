@@ -9,7 +9,8 @@ which starves writers when a hundred jobs finish at once.) A process has one con
 writes (used under that lock) and a few for reads, each used by one thread at a time; a forked
 child opens its own, since SQLite connections must not cross a fork. The file and its directory
 are created owner-only before SQLite touches them; SQLite gives its -wal and -shm files the
-same mode.
+same mode. Opening an existing file tightens it to owner-only, and refuses (untouched) an
+SQLite database that some other program made.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import os
 import random
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -183,12 +185,16 @@ class SQLiteStore:
         self._idle_readers: list[sqlite3.Connection] = []
         if not initialise:
             return
+        existed = self._path.exists()
         try:
             create_private_file(self._path)
         except OSError as exc:
-            raise StoreError(f"cannot create the job store {self._path}: {exc.strerror}") from None
-        with self._translated_errors():
-            self._initialise()
+            raise StoreError(self._open_failure(exc, existed)) from None
+        try:
+            self._open_existing_or_new()
+        except BaseException:
+            self._close_writer()  # a refused file is left as it was, with no -wal or -shm
+            raise
 
     @property
     def path(self) -> str:
@@ -300,6 +306,98 @@ class SQLiteStore:
             # Closed under the lock: the connection is the next writer's once it is released.
             cursor.close()
             return cursor.lastrowid
+
+    # -- opening ----------------------------------------------------------------------------
+
+    def _open_failure(self, exc: OSError, existed: bool) -> str:
+        """Why the store file could not be created, or opened for reading and writing."""
+        if existed:
+            doing = f"open the job store {self._path} for reading and writing"
+        else:
+            doing = f"create the job store {self._path}"
+        # A failure to create the directory names the directory.
+        where = "" if exc.filename in (None, str(self._path)) else f"{exc.filename}: "
+        return f"cannot {doing}: {where}{exc.strerror}"
+
+    def _unwritable(self, exc: sqlite3.OperationalError) -> str:
+        """Why SQLite could not write the store: usually its directory, where SQLite must
+        create the -wal and -shm files even when the store file itself is writable."""
+        directory = self._path.parent
+        if not os.access(directory, os.W_OK | os.X_OK):
+            why = f"its directory {directory} is not writable (SQLite keeps -wal and -shm there)"
+        elif not os.access(self._path, os.R_OK | os.W_OK):
+            why = "the file is not readable and writable"
+        else:
+            why = str(exc)
+        return f"cannot write the job store {self._path}: {why}"
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _open_existing_or_new(self) -> None:
+        try:
+            with self._translated_errors():
+                self._refuse_a_foreign_database()
+                self._make_private()
+                self._initialise()
+        except sqlite3.OperationalError as exc:
+            # Read-only file system or directory, or a file opened read-only meanwhile.
+            if "readonly" not in str(exc) and "unable to open" not in str(exc):
+                raise
+            raise StoreError(self._unwritable(exc)) from None
+
+    def _refuse_a_foreign_database(self) -> None:
+        """Refuse an SQLite database that some other program made, before anything here
+        changes it (its journal mode, new tables). A database without tables, such as the
+        empty file just created, is the store's to initialise."""
+
+        def names() -> list[str]:
+            with self._thread_lock:
+                rows = self._writer_connection().execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+                )
+                return [row[0] for row in rows.fetchall()]
+
+        tables = self._retry_while_busy(names, READ_BUSY_TIMEOUT_S)
+        if not tables or self._retry_while_busy(self._has_schema_version, READ_BUSY_TIMEOUT_S):
+            return
+        shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+        raise StoreError(
+            f"{self._path} is not an asjob job store: it is an SQLite database with tables of "
+            f"its own ({shown}); asjob left it untouched"
+        )
+
+    def _has_schema_version(self) -> bool:
+        """Whether the database carries asjob's marker: a ``meta`` row naming its schema."""
+        with self._thread_lock:
+            try:
+                row = (
+                    self._writer_connection()
+                    .execute("SELECT 1 FROM meta WHERE key = 'schema_version'")
+                    .fetchone()
+                )
+            except sqlite3.OperationalError as exc:
+                if "no such" not in str(exc):  # no such table or column: someone else's meta
+                    raise
+                return False
+        return row is not None
+
+    def _make_private(self) -> None:
+        """Tighten a store made readable by others (by hand, or by a copy) to owner-only, as
+        the spec requires; its -wal and -shm files too, since SQLite copies the store's mode
+        when it creates them. Only files this user owns: another user's store is theirs."""
+        for path in (self._path, Path(f"{self._path}-wal"), Path(f"{self._path}-shm")):
+            try:
+                status = path.stat()
+                if status.st_uid == os.geteuid() and status.st_mode & 0o077:
+                    path.chmod(stat.S_IMODE(status.st_mode) & 0o700)
+            except OSError:
+                # Gone meanwhile (another process closed the last connection), or a file
+                # system without Unix modes: the store still works.
+                continue
 
     def _initialise(self) -> None:
         # WAL is a property of the file, so setting it once is enough; it cannot change
