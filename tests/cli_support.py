@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 import textwrap
@@ -134,3 +135,31 @@ def wait_gone(pid: int, timeout: float = 5) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def wait_on_a_terminal(cli: Cli, job_id: int, columns: int) -> tuple[int, str, bytes]:
+    """``asjob wait JOB_ID`` with its stdout on a pseudo-terminal (as a person at a shell sees
+    it): its exit code, what the terminal showed, and its stderr."""
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asjob", "wait", str(job_id)],
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env={**environment(cli.store), "COLUMNS": str(columns), "TERM": "xterm"},
+    )
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    assert process.stderr is not None
+    with process.stderr:
+        code = process.wait(timeout=30)
+        return code, shown.decode(errors="replace"), process.stderr.read()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import pty
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +15,14 @@ from pathlib import Path
 import pytest
 
 import asjob
-from tests.cli_support import Cli, environment, stop_leftovers, wait_for_file, wait_gone
+from tests.cli_support import (
+    Cli,
+    environment,
+    stop_leftovers,
+    wait_for_file,
+    wait_gone,
+    wait_on_a_terminal,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -230,30 +235,8 @@ def test_wait_exit_codes_gate_a_pipeline(cli: Cli) -> None:
 
 def test_wait_on_a_terminal_shows_a_live_table(cli: Cli) -> None:
     job_id = cli.start(f"{FN}:progress", "3", "0.2")
-    main, secondary = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "asjob", "wait", str(job_id)],
-        stdout=secondary,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env={**environment(cli.store), "COLUMNS": "120", "TERM": "xterm"},
-    )
-    os.close(secondary)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # EIO: the process closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(main)
-    assert process.wait(timeout=30) == 0
-    assert process.stderr is not None
-    with process.stderr:
-        assert process.stderr.read() == b""
-    text = shown.decode(errors="replace")
+    code, text, errors = wait_on_a_terminal(cli, job_id, columns=120)
+    assert (code, errors) == (0, b"")
     assert "Waiting for 1 job(s): 1 finished" in text
     assert "Completed" in text and "Working: step 3" in text
 

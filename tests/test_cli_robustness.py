@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import json
 import os
-import pty
 import shutil
 import sqlite3
 import stat
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import asjob
-from tests.cli_support import Cli, environment, stop_leftovers
+from tests.cli_support import Cli, environment, stop_leftovers, wait_on_a_terminal
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -305,29 +304,8 @@ def test_control_characters_in_a_name_are_shown_escaped_in_the_table(cli: Cli) -
 
 def test_wait_on_a_terminal_survives_a_hostile_name(cli: Cli) -> None:
     job_id = cli.start(f"{FN}:add", "1", "2", "--name", HOSTILE)
-    main, secondary = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "asjob", "wait", str(job_id)],
-        stdout=secondary,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env={**environment(cli.store), "COLUMNS": "160", "TERM": "xterm"},
-    )
-    os.close(secondary)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # EIO: the process closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(main)
-    assert process.stderr is not None
-    with process.stderr:
-        assert (process.wait(timeout=30), process.stderr.read()) == (0, b"")
-    text = shown.decode(errors="replace")
+    code, text, errors = wait_on_a_terminal(cli, job_id, columns=160)
+    assert (code, errors) == (0, b"")
     assert "\x1b]0;pwned" not in text and "\x07" not in text
     assert "pwned" in text and "Completed" in text  # "[/x]" was text, not rich markup
 

@@ -43,6 +43,14 @@ GROUP = "rg-asjob"
 LOCATION = "westus"
 
 # Variables that would steer DefaultAzureCredential (or the HTTP stack) anywhere but the emulator.
+PROXY_VARIABLES = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+]
 FOREIGN_ENVIRONMENT = [
     "AZURE_CLIENT_ID",
     "AZURE_CLIENT_SECRET",
@@ -56,12 +64,7 @@ FOREIGN_ENVIRONMENT = [
     "IMDS_ENDPOINT",
     "MSI_ENDPOINT",
     "MSI_SECRET",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
+    *PROXY_VARIABLES,
 ]
 
 

@@ -40,15 +40,6 @@ warm_up.rehearse()
 print(json.dumps(time.monotonic() - started))
 """
 
-PROXY_VARIABLES = [
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-]
-
 
 def test_the_rehearsal_leaves_no_thread_or_connection_behind() -> None:
     left = f.run_python(REHEARSE_IN_A_FRESH_INTERPRETER)
@@ -93,7 +84,7 @@ def test_the_rehearsal_never_goes_through_a_proxy(
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     with proxy(answer) as (url, accepted):
-        for name in PROXY_VARIABLES:
+        for name in f.PROXY_VARIABLES:
             monkeypatch.setenv(name, url)
         seconds = f.run_python(REHEARSE_AND_TIME)
 
