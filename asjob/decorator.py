@@ -17,7 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from .call import Call, map_command_text
 from .context import resolve_context
 from .job import Job
-from .launching import Prepared, commit, prepare
+from .launching import Prepared, check_start, commit, prepare
 from .session import Session, current_session
 from .states import JobState, transition
 from .store.base import CHILDREN, NewJob
@@ -171,6 +171,7 @@ def as_job(
     options = JobOptions(name, kind, context, throttle_limit, detach, working_directory)
 
     def decorate(function: Callable[P, T]) -> AsJobFunction[P, T]:
+        check_start(function, kind, context, starter="as_job")
         return AsJobFunction(function, options)
 
     return decorate if fn is None else decorate(fn)

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import plugins
 from .call import Call, command_text
+from .context import Context
 from .failures import encode_failure
 from .kinds.base import Kind, LaunchOptions
-from .session import Session, current_session, ensure_open
+from .session import KINDS, Session, current_session, ensure_open
 from .states import JobState, transition
 from .store.base import GENERATOR, VALUE, NewJob
 from .throttle import Throttle
@@ -34,6 +35,28 @@ class Prepared:
     command: str
     job_type_name: str
     output_mode: str
+
+
+def check_start(fn: Any, kind: Any, context: Any, *, starter: str) -> None:
+    """Refuse, before any job exists, what could only make a job that fails or never runs
+    (``starter`` names the verb in the message: ``start_job``, ``as_job``)."""
+    if not callable(fn):
+        raise TypeError(f"{starter} needs a callable, not {type(fn).__name__}: {fn!r:.80}")
+    # A kind object names itself and either runs jobs or binds to the session's own instance
+    # of its kind (DaskKind(address)); Session.add_kind relies on both.
+    is_kind_object = isinstance(getattr(kind, "name", None), str) and (
+        callable(getattr(kind, "launch", None)) or callable(getattr(kind, "bind", None))
+    )
+    if not isinstance(kind, str) and not is_kind_object:
+        raise TypeError(
+            f"kind must be one of {', '.join(repr(k) for k in KINDS)} or a kind object "
+            f"such as DaskKind(address), not {type(kind).__name__}: {kind!r:.80}"
+        )
+    if context is not None and not isinstance(context, Context):
+        raise TypeError(
+            f"context must be an asjob Context (e.g. from "
+            f"asjob.providers.azure.connect_azure), not {type(context).__name__}"
+        )
 
 
 def resolve_kind(session: Session, kind: Any) -> Kind:

@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from .call import Call
-from .context import Context, resolve_context
+from .context import resolve_context
 from .decorator import unwrap_job_function
 from .errors import InvalidJobStateError, JobNotFinishedError, JobNotFoundError
 from .job import Job
-from .launching import start_call
+from .launching import check_start, start_call
 from .receiving import deliver, take
-from .session import KINDS, Session, current_session
+from .session import Session, current_session
 from .states import JobState, transition
 from .store.base import CHILDREN
 
@@ -68,33 +68,12 @@ def start_job(
     A ``process`` job is Running when this returns. ``init`` runs in the worker before ``fn``.
     ``detach=True`` lets the job outlive this interpreter; otherwise it is stopped at exit.
     """
-    _check_start(fn, kind, context)
+    check_start(fn, kind, context, starter="start_job")
     fn = unwrap_job_function(fn)
     call = Call(fn, args, kwargs, init=init, context=resolve_context(context))
     return start_call(
         call, name=name, kind=kind, working_directory=working_directory, detach=detach
     )
-
-
-def _check_start(fn: Any, kind: Any, context: Any) -> None:
-    """Refuse, before any job exists, what could only make a job that fails or never runs."""
-    if not callable(fn):
-        raise TypeError(f"start_job needs a callable, not {type(fn).__name__}: {fn!r:.80}")
-    # A kind object names itself and either runs jobs or binds to the session's own instance
-    # of its kind (DaskKind(address)); Session.add_kind relies on both.
-    is_kind_object = isinstance(getattr(kind, "name", None), str) and (
-        callable(getattr(kind, "launch", None)) or callable(getattr(kind, "bind", None))
-    )
-    if not isinstance(kind, str) and not is_kind_object:
-        raise TypeError(
-            f"kind must be one of {', '.join(repr(k) for k in KINDS)} or a kind object "
-            f"such as DaskKind(address), not {type(kind).__name__}: {kind!r:.80}"
-        )
-    if context is not None and not isinstance(context, Context):
-        raise TypeError(
-            f"context must be an asjob Context (e.g. from "
-            f"asjob.providers.azure.connect_azure), not {type(context).__name__}"
-        )
 
 
 # -- Get-Job -----------------------------------------------------------------------------------

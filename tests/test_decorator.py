@@ -142,6 +142,15 @@ def test_throttle_limit_must_be_positive() -> None:
         asjob.as_job(throttle_limit=0)(f.add)
 
 
+def test_the_decorator_refuses_what_start_job_refuses_when_it_decorates() -> None:
+    with pytest.raises(TypeError, match="as_job needs a callable, not int"):
+        asjob.as_job(42)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="kind must be one of"):
+        asjob.as_job(kind=123)(f.add)
+    with pytest.raises(TypeError, match="context must be an asjob Context"):
+        asjob.as_job(context={"tenant": "t"})(f.add)
+
+
 def test_unknown_kind(session: Session) -> None:
     with pytest.raises(ValueError, match="unknown kind 'cloud'"):
         asjob.start_job(f.add, 1, 2, kind="cloud")
