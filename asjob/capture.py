@@ -1,9 +1,10 @@
 """Plain Python output captured into the running job's streams.
 
-``print``/``sys.stdout``/``sys.stderr`` → information, :func:`warnings.warn` → warning,
-:mod:`logging` → debug/verbose/warning/error by level. The hooks dispatch on the current job
-(:func:`asjob.writer.active_writer`), so thread jobs running at once never mix their streams and
-code outside any job writes where it always did.
+``print``/``sys.stdout``/``sys.stderr`` → information (in a worker process also whatever is
+written to file descriptors 1 and 2: a subprocess's output, ``os.write``, a C library),
+:func:`warnings.warn` → warning, :mod:`logging` → debug/verbose/warning/error by level. The
+hooks dispatch on the current job (:func:`asjob.writer.active_writer`), so thread jobs running
+at once never mix their streams and code outside any job writes where it always did.
 
 They are (re)installed at every job start, not once at import: test runners such as pytest
 replace ``sys.stdout`` for every test phase and reset ``warnings.showwarning`` per test.
@@ -11,12 +12,17 @@ replace ``sys.stdout`` for every test phase and reset ``warnings.showwarning`` p
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import logging
+import os
 import sys
+import threading
+import time
 import warnings
 from typing import Any, TextIO
 
-from .writer import active_writer
+from .writer import JobWriter, active_writer
 
 
 class _StreamDispatch:
@@ -115,3 +121,56 @@ def install_exclusive() -> None:
     for handler in list(root.handlers):
         if handler is not _log_handler:
             root.removeHandler(handler)
+
+
+DRAIN_WAIT_S = 1.0
+"""How long the end of a job waits for its captured descriptors to reach end of file: longer
+only when a process it started in the background still holds them (its later output is lost)."""
+
+
+def capture_descriptors(writer: JobWriter) -> None:
+    """In a worker process, where everything belongs to the one job: send what is written to
+    file descriptors 1 and 2 from now on to ``writer``'s information stream, as ``print``'s
+    text goes, until the writer flushes its text (the job's end), when they are restored.
+
+    ``sys.stdout`` catches only Python's own writes; a command the job runs (``az``,
+    ``terraform``) writes to the descriptors it inherits, which would otherwise reach the
+    caller's terminal unrecorded, or nothing at all for a detached job.
+    """
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    pumps, saved = [], []
+    for fd, source in ((1, "stdout"), (2, "stderr")):
+        read_end, write_end = os.pipe()
+        saved.append(os.dup(fd))
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        pump = threading.Thread(
+            target=_pump, args=(read_end, source, writer), name=f"asjob-{source}", daemon=True
+        )
+        pump.start()
+        pumps.append(pump)
+
+    def drain() -> None:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        for fd, original in zip((1, 2), saved, strict=True):
+            os.dup2(original, fd)  # the pipes' last write ends here: the pumps reach EOF
+            os.close(original)
+        deadline = time.monotonic() + DRAIN_WAIT_S
+        for pump in pumps:
+            pump.join(max(0.0, deadline - time.monotonic()))
+
+    writer.add_text_source(drain)
+
+
+def _pump(read_end: int, source: str, writer: JobWriter) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    try:
+        while chunk := os.read(read_end, 1 << 16):
+            writer.write_text(source, decoder.decode(chunk))
+        writer.write_text(source, decoder.decode(b"", final=True))
+    finally:
+        os.close(read_end)

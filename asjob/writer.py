@@ -53,6 +53,9 @@ class JobWriter:
         self._on_stop: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._pending_text: dict[str, str] = {}
+        # Sources still writing text, each drained once before the last partial lines go out
+        # (a worker process's captured file descriptors; see capture.descriptors_captured).
+        self._text_sources: list[Callable[[], None]] = []
         self._outputs = 0
         # The store this job is recorded in, set by the runner. Providers use it to record what
         # they learn while the job runs (``resume_data``: how to continue its work in another
@@ -173,7 +176,18 @@ class JobWriter:
         for line in lines:
             self._emit(r.INFORMATION, r.StreamRecord(line, source=source))
 
+    def add_text_source(self, drain: Callable[[], None]) -> None:
+        """Register ``drain``, which makes a source of text for :meth:`write_text` deliver
+        what it still holds and end; :meth:`flush_text` calls it (once) first."""
+        with self._lock:
+            self._text_sources.append(drain)
+
     def flush_text(self) -> None:
+        """Emit the text not yet ended by a newline, once every text source has drained."""
+        with self._lock:
+            sources, self._text_sources = self._text_sources, []
+        for drain in sources:
+            drain()
         with self._lock:
             pending, self._pending_text = self._pending_text, {}
         for source, rest in pending.items():

@@ -149,6 +149,14 @@ def spawn_escaping_child_and_sleep(pid_file: str) -> None:
     time.sleep(60)
 
 
+def write_to_descriptors() -> str:
+    """Writes past ``sys.stdout``: through a command it runs, and straight to fds 1 and 2."""
+    subprocess.run(["echo", "from a command"], check=True)
+    os.write(1, b"raw stdout\n")
+    os.write(2, "raw stderr, unfinished \u00e9".encode())
+    return "done"
+
+
 def write_pid_and_sleep(pid_file: str, seconds: float = 60) -> None:
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))

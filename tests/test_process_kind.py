@@ -240,3 +240,15 @@ def test_what_the_callers_modules_print_on_import_is_not_repeated_by_the_fork_se
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["noisy imported", "script loaded", "1"]
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_what_a_worker_writes_to_its_descriptors_is_the_jobs_information(
+    session: Session, detach: bool
+) -> None:
+    job = asjob.start_job(f.write_to_descriptors, detach=detach)
+    assert job.receive(wait=True, keep=True) == "done"
+    info = [(r.source, r.message) for r in job.information]
+    assert ("stdout", "from a command") in info
+    assert ("stdout", "raw stdout") in info
+    assert ("stderr", "raw stderr, unfinished \u00e9") in info

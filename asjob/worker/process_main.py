@@ -44,6 +44,7 @@ def run_worker(
     # Threads the job starts do not inherit its context variable; in a worker process the
     # whole process belongs to the job, so its context is the process's too.
     context.bind_process_context(call.context)
+    capture.capture_descriptors(writer)
     run_call(store, job_id, call, writer)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
