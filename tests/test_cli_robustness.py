@@ -14,6 +14,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -326,3 +327,21 @@ def test_arguments_after_the_separator_go_to_the_function_as_they_are(cli: Cli) 
     assert received["args"] == [-1, -2.5, "-", "--nmae", "-h"]
     [shown] = json.loads(cli("get", "--json").stdout)
     assert shown["name"] == "sep"
+
+
+# -- a Dask scheduler that is not there ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "no-such-host.invalid"])
+def test_an_unreachable_dask_scheduler_is_one_line_at_once(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    monkeypatch.setenv("ASJOB_DASK_SCHEDULER", address)
+    started = time.monotonic()
+    result = cli("start", f"{FN}:add", "1", "2", "--kind", "dask")
+    # distributed's Client, failing in its constructor, waited out its close and printed a
+    # traceback as the command exited.
+    assert time.monotonic() - started < 15
+    assert result.returncode == 3, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"asjob: cannot reach the Dask scheduler at {address}")

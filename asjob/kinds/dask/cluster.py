@@ -21,6 +21,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -39,6 +40,7 @@ log = logging.getLogger("asjob.kinds.dask")
 _dd: Any = distributed
 
 CONNECT_TIMEOUT_S = 10.0
+DEFAULT_PORT = 8786  # a scheduler's, when an address names none (as distributed assumes)
 POLL_S = 0.05
 RETRY_S = 0.5
 CLOSE_WAIT_S = 2.0
@@ -62,6 +64,18 @@ def task_outcome(future: Any) -> tuple[str, Any]:
         return "failed", exc
 
 
+def check_reachable(address: str) -> None:
+    """Raise ``OSError`` (or ``ValueError``) at once if nothing listens at a TCP or TLS
+    scheduler ``address``. A ``distributed.Client`` whose constructor fails cannot be closed:
+    its finaliser waits out a close timeout and prints a traceback at exit."""
+    protocol, location = _dd.comm.addressing.parse_address(address)
+    if protocol not in ("tcp", "tls"):
+        return  # other transports are left to distributed
+    host, port = _dd.comm.addressing.parse_host_port(location, default_port=DEFAULT_PORT)
+    with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+        pass
+
+
 class Cluster:
     """A client on the scheduler at ``address``, its inbox, and the threads listening on them."""
 
@@ -69,6 +83,7 @@ class Cluster:
         self.address = address
         self._on_batch = on_batch
         self._on_done = on_done
+        check_reachable(address)
         self.client: Any = _dd.Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
         try:
             self.inbox: Any = _dd.Queue(f"asjob-inbox-{uuid.uuid4().hex}", client=self.client)
