@@ -47,6 +47,10 @@ class Provider(Protocol):
         :meth:`finish` through the job's writer), with ``context`` if given (else one the
         provider picks); raise ``ValueError`` if it cannot be continued."""
 
+    def plain_data(self, value: Any) -> Any:
+        """``value`` (an object of this provider's SDK) as plain JSON-able data, as its service
+        would show it (the CLI prints it); ``value`` itself to decline."""
+
 
 # The lock makes the first reader of the installed distributions' metadata read it for all (a
 # hundred jobs ending at once would each read it). Once read, answers come from plain variables
@@ -124,6 +128,16 @@ def provider_for_result(result: Any) -> Provider | None:
     if package not in provider_packages():
         return None
     return provider_named(package)
+
+
+def plain_data(value: Any) -> Any:
+    """``value`` as plain data if the provider of its package offers a form (see
+    :meth:`Provider.plain_data`), else ``value`` itself."""
+    try:
+        provider = provider_for_result(value)
+    except ImportError:
+        return value
+    return value if provider is None else provider.plain_data(value)
 
 
 def resume_provider_name(resume_data: str | None) -> str:

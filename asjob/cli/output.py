@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+from .. import plugins
 from ..errors import JobFailedError, JobNotFoundError
 from ..formatting import format_jobs, format_row
 from ..job import Job
@@ -197,13 +198,26 @@ def visible(text: str) -> str:
 
 
 def render_value(value: Any) -> str:
-    """One received value as text: a string as it is, else JSON where possible, else repr."""
+    """One received value as text: a string as it is, else JSON where possible (an SDK
+    object as the data its provider gives), else repr."""
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value)
+        return json.dumps(value, default=_provider_data)
     except (TypeError, ValueError):
         return repr(value)
+
+
+def _provider_data(value: Any) -> Any:
+    data = plugins.plain_data(value)
+    if data is value:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return data
+
+
+def _provider_data_or_repr(value: Any) -> Any:
+    data = plugins.plain_data(value)
+    return repr(value) if data is value else data
 
 
 def render_views_json(views: Sequence[JobView]) -> str:
@@ -215,5 +229,6 @@ def render_views_json(views: Sequence[JobView]) -> str:
 
 
 def render_json(value: Any) -> str:
-    """A received value as one line of JSON; what JSON cannot hold becomes its repr."""
-    return json.dumps(value, default=repr)
+    """A received value as one line of JSON: an SDK object as the data its provider gives,
+    what JSON cannot hold otherwise as its repr."""
+    return json.dumps(value, default=_provider_data_or_repr)

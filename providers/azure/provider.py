@@ -66,6 +66,11 @@ class AzureProvider:
         if "azure.mgmt.compute" in sys.modules:  # never import an SDK the caller does not use
             warm_up.rehearse()
 
+    def plain_data(self, value: Any) -> Any:
+        # Azure SDK models (both generations) give their REST form, the JSON ARM returns.
+        as_dict = getattr(value, "as_dict", None)
+        return as_dict() if callable(as_dict) else value
+
     def context_from_data(self, data: Mapping[str, Any]) -> AzureContext:
         return AzureContext.from_data(data)
 
