@@ -18,9 +18,18 @@ COLUMNS: tuple[tuple[str, int], ...] = (
 )
 
 
+def visible(text: str) -> str:
+    """``text`` with what :meth:`str.isprintable` rejects escaped as ``repr`` would (``\\x1b``,
+    ``\\n``, ``\\u202e``): a job's name is anyone's text, and a terminal obeys the escape
+    sequences in it (retitling the window, moving the cursor) and a newline breaks the table."""
+    if text.isprintable():  # the usual case, checked in C: a listing shows thousands
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def _cell(value: Any, width: int) -> str:
     text = ("True" if value else "False") if isinstance(value, bool) else str(value)
-    text = " ".join(text.split())  # one line per job, whatever the command holds
+    text = visible(" ".join(text.split()))  # one line per job, whatever the command holds
     if len(text) > width:
         text = text[: width - 1] + "…"
     return text.ljust(width)

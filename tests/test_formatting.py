@@ -39,3 +39,11 @@ def test_long_commands_are_cut_with_an_ellipsis(session: Session) -> None:
 
 def test_no_jobs_gives_the_header_only() -> None:
     assert len(asjob.format_jobs([]).splitlines()) == 2
+
+
+def test_control_characters_in_a_name_are_shown_escaped(session: Session) -> None:
+    job = asjob.start_job(f.add, 1, 2, name="\x1b]0;x\x07ab", kind="thread")
+    asjob.wait_job(job)
+    row = asjob.format_jobs([job]).splitlines()[2]
+    assert "\x1b" not in row and "\x07" not in row
+    assert row[7:23] == "\\x1b]0;x\\x07ab  "

@@ -169,32 +169,22 @@ def _view(job: Job[Any] | None, record: JobRecord) -> JobView:
 
 
 def format_views(views: Sequence[JobView]) -> str:
-    """The ``Get-Job`` table of :func:`asjob.format_jobs`, from snapshots, with control
-    characters in the text columns shown escaped (see :func:`visible`)."""
+    """The ``Get-Job`` table of :func:`asjob.format_jobs`, from snapshots."""
     rows = (
         format_row(
             (
                 v.id,
-                visible(v.name),
-                visible(v.job_type_name),
+                v.name,
+                v.job_type_name,
                 v.state,
                 v.has_more_data,
-                visible(v.location),
-                visible(v.command),
+                v.location,
+                v.command,
             )
         )
         for v in views
     )
     return "\n".join([format_jobs([]), *rows])
-
-
-def visible(text: str) -> str:
-    """``text`` with what :meth:`str.isprintable` rejects escaped as ``repr`` would (``\\x1b``,
-    ``\\n``, ``\\u202e``): a job's name is anyone's text, and a terminal obeys the escape
-    sequences in it (retitling the window, moving the cursor) and a newline breaks the table."""
-    if text.isprintable():  # the usual case, checked in C: a listing shows thousands
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def render_value(value: Any) -> str:

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from ..formatting import visible
 from ..job import Job
 from ..states import JobState
 from ..verbs import wait_job
-from .output import JobView, view_jobs, visible
+from .output import JobView, view_jobs
 
 if TYPE_CHECKING:
     from rich.progress_bar import ProgressBar

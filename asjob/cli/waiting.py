@@ -16,13 +16,14 @@ import click
 import asjob
 
 from ..errors import RemoteTraceback
+from ..formatting import visible
 from ..job import Job
 from ..session import current_session
 from ..states import JobState
 from ..store.base import CHILDREN, GENERATOR
 from . import exits
 from .arguments import JOB_ID, to_duration
-from .output import describe_failure, render_json, render_value, view_jobs, visible
+from .output import describe_failure, render_json, render_value, view_jobs
 
 
 def _given(ids: Sequence[int]) -> list[Job[Any]]:
