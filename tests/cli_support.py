@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import asjob
@@ -163,3 +164,23 @@ def wait_on_a_terminal(cli: Cli, job_id: int, columns: int) -> tuple[int, str, b
     with process.stderr:
         code = process.wait(timeout=30)
         return code, shown.decode(errors="replace"), process.stderr.read()
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """A clean failure: exit 3, one line on stderr naming the problem (holding each of
+    ``needles``), no traceback. Returns the line."""
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+def cli_runner(store: Path, cwd: Path) -> Iterator[Cli]:
+    """The body of a ``cli`` fixture: a :class:`Cli` on ``store``, and afterwards no job of
+    it left running (when the store is still usable: some tests break it on purpose)."""
+    yield Cli(store, cwd)
+    with contextlib.suppress(asjob.StoreError):
+        stop_leftovers(store)

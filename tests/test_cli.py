@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import sqlite3
@@ -17,8 +16,9 @@ import pytest
 import asjob
 from tests.cli_support import (
     Cli,
+    cli_runner,
     environment,
-    stop_leftovers,
+    one_line_error,
     wait_for_file,
     wait_gone,
     wait_on_a_terminal,
@@ -31,20 +31,7 @@ FN = "tests.jobfuncs_cli"
 
 @pytest.fixture
 def cli(store_path: Path, tmp_path: Path) -> Iterator[Cli]:
-    runner = Cli(store_path, tmp_path)
-    yield runner
-    with contextlib.suppress(asjob.StoreError):  # the tests that break the store on purpose
-        stop_leftovers(store_path)
-
-
-def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    """A clean failure: exit 3, one line on stderr naming the problem, no traceback."""
-    assert result.returncode == 3, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0]
+    yield from cli_runner(store_path, tmp_path)
 
 
 # -- start -------------------------------------------------------------------------------------
@@ -274,10 +261,10 @@ def test_stop_and_remove_select_by_state(cli: Cli) -> None:
 
 def test_remove_refuses_a_running_job_unless_forced(cli: Cli) -> None:
     job_id = str(cli.start(f"{FN}:sleep_then", "60"))
-    _one_line_error(cli("remove", job_id), f"job {job_id} is Running", "--force")
+    one_line_error(cli("remove", job_id), f"job {job_id} is Running", "--force")
     assert cli("get", "--id", job_id).returncode == 0
     assert cli("remove", job_id, "--force").returncode == 0
-    _one_line_error(cli("get", "--id", job_id), f"no job with id {job_id}")
+    one_line_error(cli("get", "--id", job_id), f"no job with id {job_id}")
 
 
 def test_retention_removes_finished_jobs_older_than_a_duration(cli: Cli) -> None:
@@ -326,22 +313,22 @@ def test_bad_input_gives_one_line_and_exit_3(cli: Cli) -> None:
     results = cli.many(*(args for args, _ in BAD_INPUT))
     for (args, needles), result in zip(BAD_INPUT, results, strict=True):
         try:
-            _one_line_error(result, *needles)
+            one_line_error(result, *needles)
         except AssertionError as exc:
             raise AssertionError(f"asjob {' '.join(args)}: {exc}") from None
 
 
 def test_resume_refuses_what_it_cannot_resume_in_one_line(cli: Cli) -> None:
-    _one_line_error(cli("resume", "999"), "no job with id 999")
+    one_line_error(cli("resume", "999"), "no job with id 999")
     job_id = cli.start(f"{FN}:add", "1", "2")
     assert cli("wait", str(job_id)).returncode == 0
-    _one_line_error(cli("resume", str(job_id)), f"job {job_id} has completed")
+    one_line_error(cli("resume", str(job_id)), f"job {job_id} has completed")
 
 
 def test_a_file_that_is_not_a_store_is_named(cli: Cli) -> None:
     cli.store.parent.mkdir(parents=True, exist_ok=True)
     cli.store.write_bytes(b"this is not a database" * 100)
-    _one_line_error(cli("get"), str(cli.store), "is not an asjob job store")
+    one_line_error(cli("get"), str(cli.store), "is not an asjob job store")
 
 
 def test_a_store_from_a_newer_asjob_is_refused(cli: Cli) -> None:
@@ -349,7 +336,7 @@ def test_a_store_from_a_newer_asjob_is_refused(cli: Cli) -> None:
     with sqlite3.connect(cli.store) as conn:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     conn.close()
-    _one_line_error(cli("get"), "written by a newer asjob", "schema 99", "upgrade asjob")
+    one_line_error(cli("get"), "written by a newer asjob", "schema 99", "upgrade asjob")
 
 
 def test_a_closed_pipe_ends_quietly(cli: Cli) -> None:

@@ -21,7 +21,13 @@ from pathlib import Path
 import pytest
 
 import asjob
-from tests.cli_support import Cli, environment, stop_leftovers, wait_on_a_terminal
+from tests.cli_support import (
+    Cli,
+    cli_runner,
+    environment,
+    one_line_error,
+    wait_on_a_terminal,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,21 +36,7 @@ FN = "tests.jobfuncs_cli"
 
 @pytest.fixture
 def cli(store_path: Path, tmp_path: Path) -> Iterator[Cli]:
-    runner = Cli(store_path, tmp_path)
-    yield runner
-    with contextlib.suppress(asjob.StoreError):  # the tests that make the store unusable
-        stop_leftovers(store_path)
-
-
-def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    """A clean failure: exit 3, one line on stderr naming the problem, no traceback."""
-    assert result.returncode == 3, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0]
-    return lines[0]
+    yield from cli_runner(store_path, tmp_path)
 
 
 def _mode(path: Path) -> int:
@@ -80,8 +72,8 @@ def test_another_programs_database_is_refused_and_left_untouched(
 ) -> None:
     _foreign_database(cli.store, *tables)
     before = _digest(cli.store)
-    _one_line_error(cli("get"), str(cli.store), "is not an asjob job store", tables[0])
-    _one_line_error(cli("start", f"{FN}:noop"), "is not an asjob job store")
+    one_line_error(cli("get"), str(cli.store), "is not an asjob job store", tables[0])
+    one_line_error(cli("start", f"{FN}:noop"), "is not an asjob job store")
     assert _digest(cli.store) == before  # no tables added, journal mode not switched to WAL
     assert _mode(cli.store) == 0o644  # not even its mode: the file is not asjob's to tighten
     assert sorted(p.name for p in cli.store.parent.iterdir()) == [cli.store.name]  # no -wal
@@ -148,7 +140,7 @@ def test_a_store_in_a_read_only_directory_is_named_with_the_reason(cli: Cli) -> 
     directory = cli.store.parent
     directory.chmod(0o555)
     try:
-        line = _one_line_error(_unprivileged(cli, "get"), f"cannot write the job store {cli.store}")
+        line = one_line_error(_unprivileged(cli, "get"), f"cannot write the job store {cli.store}")
     finally:
         directory.chmod(0o700)
     assert f"its directory {directory} is not writable" in line
@@ -160,14 +152,14 @@ def test_a_store_without_read_and_write_permission_is_not_called_missing(
 ) -> None:
     assert cli("get").returncode == 0
     cli.store.chmod(mode)
-    line = _one_line_error(_unprivileged(cli, "get"), str(cli.store), "Permission denied")
+    line = one_line_error(_unprivileged(cli, "get"), str(cli.store), "Permission denied")
     assert line.startswith(f"asjob: cannot open the job store {cli.store} for reading and writing")
 
 
 def test_a_store_that_cannot_be_created_says_create(cli: Cli) -> None:
     cli.store.parent.mkdir(mode=0o555)
     try:
-        _one_line_error(
+        one_line_error(
             _unprivileged(cli, "get"), f"cannot create the job store {cli.store}: Permission"
         )
     finally:
@@ -181,7 +173,7 @@ def test_a_module_that_exits_at_import_is_bad_input(cli: Cli) -> None:
     (cli.cwd / "exits_at_import.py").write_text(
         'import sys\nsys.exit("cannot run without config")\ndef fn():\n    return 1\n'
     )
-    _one_line_error(
+    one_line_error(
         cli("start", "exits_at_import:fn"),
         "cannot import 'exits_at_import:fn': SystemExit: cannot run without config",
     )
@@ -280,7 +272,7 @@ def test_numbers_out_of_range_are_bad_input(cli: Cli) -> None:
     results = cli.many(*(args for args, _ in OUT_OF_RANGE))
     for (args, needle), result in zip(OUT_OF_RANGE, results, strict=True):
         try:
-            _one_line_error(result, needle)
+            one_line_error(result, needle)
         except AssertionError as exc:
             raise AssertionError(f"asjob {' '.join(args)}: {exc}") from None
 
@@ -315,9 +307,9 @@ def test_wait_on_a_terminal_survives_a_hostile_name(cli: Cli) -> None:
 
 
 def test_a_misspelt_option_is_refused_not_passed_to_the_function(cli: Cli) -> None:
-    line = _one_line_error(cli("start", f"{FN}:echo", "1", "--nmae", "x"), "--nmae")
+    line = one_line_error(cli("start", f"{FN}:echo", "1", "--nmae", "x"), "--nmae")
     assert "did you mean --name?" in line and "after '--'" in line
-    _one_line_error(cli("start", f"{FN}:echo", "1", "-v"), "no such option: -v")
+    one_line_error(cli("start", f"{FN}:echo", "1", "-v"), "no such option: -v")
     assert cli("get").stdout == ""  # no job was started
 
 

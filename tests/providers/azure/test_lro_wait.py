@@ -62,6 +62,13 @@ def poller(method: PollingMethod[str]) -> LROPoller[str]:
     return LROPoller(None, None, None, method)
 
 
+def wait_until_its_thread_ends(session: Session, job: asjob.Job[Any], seconds: float) -> None:
+    threads = session.kind("thread")
+    deadline = time.monotonic() + seconds
+    while threads.is_live(job.id) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def statuses_reported(job: asjob.Job[Any]) -> list[str]:
     return [record.status for record in job.progress]
 
@@ -87,16 +94,12 @@ def test_a_stop_wakes_a_wait_whose_poller_is_busy(session: Session) -> None:
     deadline = time.monotonic() + 10
     while not job.progress and time.monotonic() < deadline:
         time.sleep(0.01)
-    threads = session.kind("thread")
-
     job.stop()
 
-    deadline = time.monotonic() + 2
-    while threads.is_live(job.id) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until_its_thread_ends(session, job, seconds=2)
     assert str(job.state) == "Stopped"
     # The job's own thread has ended, though the poller's request still has seconds to go.
-    assert not threads.is_live(job.id)
+    assert not session.kind("thread").is_live(job.id)
     assert busy.status() == "InProgress"
 
 
@@ -120,11 +123,8 @@ def poller_once_stopped(method: PollingMethod[str]) -> LROPoller[str]:
 
 def test_a_poller_returned_after_the_stop_leaves_the_record_alone(session: Session) -> None:
     job = asjob.start_job(poller_once_stopped, Steps(STATUSES, 0.01), kind="thread")
-    threads = session.kind("thread")
     job.stop()
-    deadline = time.monotonic() + 5
-    while threads.is_live(job.id) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until_its_thread_ends(session, job, seconds=5)
 
     assert str(job.state) == "Stopped"
     # Not "AzureLongRunningJob": the wait, which would record it, never began.
