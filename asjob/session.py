@@ -202,11 +202,22 @@ class Session:
 
 _current: Session | None = None
 _current_lock = threading.Lock()
+# Set while a process must not open a session: the fork server re-running the caller's script
+# (see asjob.worker.main_module), whose asjob calls are the caller's own work, not its own.
+_refusal: type[BaseException] | None = None
+
+
+def refuse_sessions(refusal: type[BaseException] | None) -> None:
+    """Make :func:`current_session` raise ``refusal`` from now on (``None``: stop refusing)."""
+    global _refusal
+    _refusal = refusal
 
 
 def current_session() -> Session:
     """This interpreter's session, opening the default store on first use."""
     global _current
+    if _refusal is not None:
+        raise _refusal
     with _current_lock:
         if _current is None:
             _current = Session(open_store())

@@ -129,6 +129,7 @@ class ForkServerClient:
                     "store": store_path,
                     "main_name": getattr(spec, "name", None),
                     "main_path": getattr(main, "__file__", None),
+                    "argv": list(sys.argv),
                     "modules": modules,
                 },
             ),

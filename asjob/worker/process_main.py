@@ -15,6 +15,7 @@ from ..store.sqlite import SQLiteStore
 from . import protocol
 from .forking import release_standard_streams
 from .log_levels import apply_log_levels
+from .main_module import explain_missing
 from .payload import loads_call
 from .runner import run_call, store_sink
 
@@ -39,7 +40,8 @@ def run_worker(
     try:
         call = loads_call(payload)
     except BaseException as exc:
-        transition(store, job_id, JobState.Failed, reason=encode_failure(exc))
+        failure = explain_missing(exc)
+        transition(store, job_id, JobState.Failed, reason=encode_failure(failure))
         return False
     # Threads the job starts do not inherit its context variable; in a worker process the
     # whole process belongs to the job, so its context is the process's too.

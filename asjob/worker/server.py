@@ -46,6 +46,7 @@ from .forking import (
     release_standard_streams,
     standard_output_discarded,
 )
+from .main_module import recreate_caller_main
 from .process_main import SAYS_HANDED_OFF, serve_one_job
 
 
@@ -80,7 +81,9 @@ class ForkServer(ForkingServer):
         self._store = SQLiteStore(settings["store"], initialise=False)
         self._store_path = self._store.path
         with standard_output_discarded():
-            self._fix_up_main(settings.get("main_path"), settings.get("main_name"))
+            recreate_caller_main(
+                settings.get("main_path"), settings.get("main_name"), settings.get("argv", [])
+            )
             self._preload(settings["modules"])
         self._fork_spare()
 
@@ -89,20 +92,6 @@ class ForkServer(ForkingServer):
         preload(modules)
         plugins.warm_up_imported_providers()  # once here, not in every worker
         gc.freeze()  # what the warm-up made is shared with the workers too
-
-    @staticmethod
-    def _fix_up_main(path: str | None, name: str | None) -> None:
-        # As multiprocessing's spawn does: the caller's __main__ becomes __mp_main__ here (its
-        # `if __name__ == "__main__"` block does not run), so its functions resolve by reference.
-        from multiprocessing import spawn
-
-        try:
-            if name:
-                spawn._fixup_main_from_name(name)  # type: ignore[attr-defined]
-            elif path:
-                spawn._fixup_main_from_path(path)  # type: ignore[attr-defined]
-        except BaseException:  # a main that cannot load is the job's problem
-            traceback.print_exc()
 
     # -- the session's messages --------------------------------------------------------------
 
