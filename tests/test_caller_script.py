@@ -9,9 +9,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 
-def _run(tmp_path: Path, source: str, *args: str, module: bool = False) -> dict[str, object]:
+def _run(tmp_path: Path, source: str, *args: str, module: bool = False) -> Any:
     """Run ``source`` as a script (or with ``-m``) in a fresh interpreter; return the JSON it
     prints last."""
     script = tmp_path / "caller_script.py"
@@ -32,8 +33,7 @@ def _run(tmp_path: Path, source: str, *args: str, module: bool = False) -> dict[
         timeout=90,
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
-    return result
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 _UNGUARDED = """
@@ -122,3 +122,58 @@ def test_a_script_that_fails_when_re_run_names_its_error(tmp_path: Path) -> None
     assert "'job'" in outcome
     assert "RuntimeError: run me as a script" in outcome
     assert "caller_script.py, line 6" in outcome
+
+
+_MAIN_SCRIPT = """
+    import dataclasses
+    import json
+
+    from asjob import start_job, wait_job
+
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+
+    class MainError(Exception):
+        pass
+
+
+    def make_point(x):
+        return Point(x)
+
+
+    def points(n):
+        yield from (Point(i) for i in range(n))
+
+
+    def fail():
+        raise MainError("from main")
+
+
+    def outcome(job):
+        try:
+            value = job.receive()
+        except MainError as exc:
+            return f"MainError: {exc}"
+        except Exception as exc:
+            return f"unexpected {type(exc).__name__}: {exc}"
+        items = value if isinstance(value, list) else [value]
+        return [repr(item) if type(item) is Point else f"not a Point: {item!r}" for item in items]
+
+
+    if __name__ == "__main__":
+        jobs = [start_job(make_point, 3), start_job(points, 2), start_job(fail)]
+        wait_job(jobs)
+        print(json.dumps([outcome(job) for job in jobs] + [type(jobs[2].reason).__name__]))
+"""
+
+
+def test_classes_of_the_callers_main_script_come_back_as_themselves(tmp_path: Path) -> None:
+    assert _run(tmp_path, _MAIN_SCRIPT) == [
+        ["Point(x=3)"],
+        ["Point(x=0)", "Point(x=1)"],
+        "MainError: from main",
+        "MainError",
+    ]

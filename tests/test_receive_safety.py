@@ -9,11 +9,7 @@ objects, never unpickled copies.
 from __future__ import annotations
 
 import importlib
-import json
-import os
-import subprocess
 import sys
-import textwrap
 import threading
 import types
 import uuid
@@ -257,76 +253,6 @@ def test_remove_records_removes_each_row_once(store: Store) -> None:
 
 
 # -- classes of the caller's __main__ script ---------------------------------------------------
-
-_MAIN_SCRIPT = """
-    import dataclasses
-    import json
-
-    from asjob import start_job, wait_job
-
-
-    @dataclasses.dataclass
-    class Point:
-        x: int
-
-
-    class MainError(Exception):
-        pass
-
-
-    def make_point(x):
-        return Point(x)
-
-
-    def points(n):
-        yield from (Point(i) for i in range(n))
-
-
-    def fail():
-        raise MainError("from main")
-
-
-    def outcome(job):
-        try:
-            value = job.receive()
-        except MainError as exc:
-            return f"MainError: {exc}"
-        except Exception as exc:
-            return f"unexpected {type(exc).__name__}: {exc}"
-        items = value if isinstance(value, list) else [value]
-        return [repr(item) if type(item) is Point else f"not a Point: {item!r}" for item in items]
-
-
-    if __name__ == "__main__":
-        jobs = [start_job(make_point, 3), start_job(points, 2), start_job(fail)]
-        wait_job(jobs)
-        print(json.dumps([outcome(job) for job in jobs] + [type(jobs[2].reason).__name__]))
-"""
-
-
-def test_classes_of_the_callers_main_script_come_back_as_themselves(tmp_path: Path) -> None:
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(_MAIN_SCRIPT))
-    env = {
-        **os.environ,
-        "ASJOB_STORE": str(tmp_path / "store" / "jobs.db"),
-        "ASJOB_CONTEXT_FILE": str(tmp_path / "context.json"),
-    }
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [
-        ["Point(x=3)"],
-        ["Point(x=0)", "Point(x=1)"],
-        "MainError: from main",
-        "MainError",
-    ]
 
 
 def test_a_real_mp_main_module_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
