@@ -231,7 +231,8 @@ def receive_job(
     A Failed job raises its original exception (``partial_output`` attached) every time.
     Several jobs: a list of per-job results in the order given. When receiving one of them
     raises, the first such job in the order given raises and nothing of the others is
-    received: their results and records stay for a later receive.
+    received: their results and records stay for a later receive. ``auto_remove_job``
+    removes the jobs received, the Failed one that raised included.
 
     Nothing is removed from the store before it is decoded: a record that cannot be decoded
     in this process (a result whose class cannot be imported here) raises
@@ -249,7 +250,13 @@ def receive_job(
     taken = [take(session, h) for h in handles]
     failing = next((t for t in taken if t.raises), None)
     if failing is not None:
-        deliver(session, failing, keep)  # raises, having received nothing of the other jobs
+        try:
+            deliver(session, failing, keep)  # raises, having received nothing of the others
+        finally:
+            # The job's own failure has reached the caller: it is received. A record this
+            # process could not decode has not, and stays for one that can.
+            if auto_remove_job and failing.error is None:
+                remove_job(handles[taken.index(failing)])
     results = [deliver(session, t, keep) for t in taken]
     if auto_remove_job:
         remove_job(handles)

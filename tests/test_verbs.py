@@ -215,6 +215,17 @@ def test_auto_remove_job(kind: str) -> None:
         asjob.receive_job(job, auto_remove_job=True)
 
 
+def test_auto_remove_job_removes_a_failed_job_whose_error_it_raised(kind: str) -> None:
+    failed = asjob.start_job(f.fail, "gone", kind=kind)
+    other = asjob.start_job(f.add, 1, 1, kind=kind)
+    with pytest.raises(f.CustomError, match="gone"):
+        asjob.receive_job([other, failed], wait=True, auto_remove_job=True)
+    with pytest.raises(asjob.JobNotFoundError):
+        asjob.get_job(id=failed.id)
+    # The other job was not received, so it stays, with its result.
+    assert asjob.receive_job(other) == 2
+
+
 def test_receive_several_jobs_gives_results_in_order(kind: str) -> None:
     jobs = [asjob.start_job(f.identity, i, kind=kind) for i in range(3)]
     assert asjob.receive_job(jobs, wait=True) == [0, 1, 2]
