@@ -40,6 +40,9 @@ CTX = click.Context(click.Command("x"))
         ("[1, 2", "[1, 2"),
         ("", ""),
         ("vm 1", "vm 1"),
+        ("NaN", "NaN"),
+        ("-Infinity", "-Infinity"),
+        ("[1, NaN]", "[1, NaN]"),
     ],
 )
 def test_an_argument_is_json_when_it_parses_else_a_string(text: str, value: object) -> None:

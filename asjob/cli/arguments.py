@@ -35,11 +35,16 @@ MAX_JOB_ID = 2**63 - 1
 
 
 def parse_value(text: str) -> Any:
-    """``text`` as JSON if it is valid JSON, else the string itself."""
+    """``text`` as JSON if it is valid JSON, else the string itself. ``NaN`` and ``Infinity``
+    stay strings: Python's json reads them, but they are not JSON."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except ValueError:
         return text
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def parse_keyword(text: str) -> tuple[str, Any]:
