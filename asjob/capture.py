@@ -3,7 +3,7 @@
 ``print``/``sys.stdout``/``sys.stderr`` → information (in a worker process also whatever is
 written to file descriptors 1 and 2: a subprocess's output, ``os.write``, a C library),
 :func:`warnings.warn` → warning, :mod:`logging` → debug/verbose/warning/error by level. The
-hooks dispatch on the current job (:func:`asjob.writer.active_writer`), so thread jobs running
+hooks dispatch on the current job (:func:`asjob.writer.capturing_writer`), so thread jobs running
 at once never mix their streams and code outside any job writes where it always did.
 
 They are (re)installed at every job start, not once at import: test runners such as pytest
@@ -22,7 +22,7 @@ import time
 import warnings
 from typing import Any, TextIO
 
-from .writer import JobWriter, active_writer
+from .writer import JobWriter, capturing_writer
 
 
 class _StreamDispatch:
@@ -33,14 +33,14 @@ class _StreamDispatch:
         self.original = original
 
     def write(self, text: str) -> int:
-        writer = active_writer()
+        writer = capturing_writer()
         if writer is None:
             return self.original.write(text)
         writer.write_text(self._source, text)
         return len(text)
 
     def flush(self) -> None:
-        if active_writer() is None:
+        if capturing_writer() is None:
             self.original.flush()
 
     def __getattr__(self, name: str) -> Any:
@@ -56,7 +56,7 @@ class _LogHandler(logging.Handler):
     """
 
     def emit(self, record: logging.LogRecord) -> None:
-        writer = active_writer()
+        writer = capturing_writer()
         if writer is not None:
             writer.write_log(record)
         else:
@@ -87,7 +87,7 @@ def _showwarning(
     file: TextIO | None = None,
     line: str | None = None,
 ) -> None:
-    writer = active_writer()
+    writer = capturing_writer()
     if writer is None:
         _original_showwarning(message, category, filename, lineno, file, line)
     else:

@@ -50,6 +50,7 @@ class JobWriter:
         self._live = live_outputs
         self._forward_logs = forward_logs
         self._stop = threading.Event()
+        self._ended = False
         self._on_stop: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._pending_text: dict[str, str] = {}
@@ -141,6 +142,15 @@ class JobWriter:
         return HANDED_OFF
 
     # -- what the capture hooks and the runner use -------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        """True once the job's outcome is recorded (see :meth:`end`)."""
+        return self._ended
+
+    def end(self) -> None:
+        """The job has ended: threads it left running no longer write to it."""
+        self._ended = True
 
     def request_stop(self) -> None:
         with self._lock:
@@ -252,7 +262,20 @@ def current_job() -> JobWriter:
 
 
 def active_writer() -> JobWriter | None:
+    """The job this code works for, if any: its thread's, else its worker process's."""
     return _current.get() or _process_writer
+
+
+def capturing_writer() -> JobWriter | None:
+    """The job whose streams this code's output goes to: the active job, until it has ended.
+    Code a job left running then writes where code outside jobs does."""
+    writer = active_writer()
+    return None if writer is None or writer.ended else writer
+
+
+def thread_writer() -> JobWriter | None:
+    """The job bound to this thread's context (a thread job's; not a worker process's)."""
+    return _current.get()
 
 
 def bind(writer: JobWriter | None) -> None:

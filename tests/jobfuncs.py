@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asjob import as_job, current_context, current_job
@@ -236,3 +237,41 @@ class Greeter:
 
 def consume(*args: Any, **kwargs: Any) -> None:
     """Takes anything, returns nothing (so nothing it was given is stored as a result)."""
+
+
+def speak_from_a_thread(text: str) -> int:
+    """Prints, logs and warns from a thread it starts; returns the job id that thread sees."""
+    seen: list[int] = []
+
+    def speak() -> None:
+        print(text)
+        log.warning("logged %s", text)
+        seen.append(current_job().job_id)
+
+    thread = threading.Thread(target=speak)
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+SHARED_POOL = ThreadPoolExecutor(max_workers=1)
+"""Module-level, so it outlives jobs: its one thread starts at the first submit."""
+
+
+def print_from_the_shared_pool(text: str) -> str:
+    SHARED_POOL.submit(print, text).result()
+    return "submitted"
+
+
+def leave_a_thread_printing(go_file: str, done_file: str, text: str) -> str:
+    """Starts a thread that prints ``text`` once ``go_file`` exists, after the job has ended."""
+
+    def later() -> None:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(go_file) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print(text)
+        open(done_file, "w").close()
+
+    threading.Thread(target=later, daemon=True).start()
+    return "left"

@@ -183,6 +183,30 @@ def test_exiting_interpreter_stops_its_jobs(tmp_path: Path, store_path: Path) ->
     assert {j.state for j in asjob.get_job(all_sessions=True)} == {JobState.Stopped}
 
 
+_RECEIVE_AND_REMOVE_SCRIPT = textwrap.dedent("""
+    import asjob
+    from tests import jobfuncs as f
+    if __name__ == "__main__":
+        for i in range(10):
+            job = asjob.start_job(f.add, i, 1)
+            assert job.receive(wait=True, auto_remove_job=i % 2 == 0) == i + 1
+            if i % 2:
+                job.remove()
+""")
+
+
+def test_a_job_removed_before_its_worker_has_exited_leaves_stderr_quiet(
+    tmp_path: Path, store_path: Path
+) -> None:
+    script = tmp_path / "remover.py"
+    script.write_text(_RECEIVE_AND_REMOVE_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+    # The fork server shares the script's stderr, and the pipe ends only once it has exited.
+    done = subprocess.run([sys.executable, str(script)], env=env, timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""
+
+
 def test_interpreter_killed_outright_leaves_no_worker(tmp_path: Path, store_path: Path) -> None:
     script = tmp_path / "starter.py"
     script.write_text(_EXIT_SCRIPT.replace("time.sleep(1.0)", "time.sleep(60)"))

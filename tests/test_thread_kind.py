@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,16 @@ def test_a_thread_job_leaves_the_callers_unconfigured_logging_as_it_was(
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["before the job", "after the job"]
+
+
+def test_an_abandoned_thread_job_removed_meanwhile_ends_quietly(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unhandled: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: unhandled.append(args.exc_value))
+    job = asjob.start_job(f.sleep_then, 0.3, kind="thread")
+    [thread] = [t for t in threading.enumerate() if t.name == f"asjob-thread-job-{job.id}"]
+    asjob.remove_job(job, force=True)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert unhandled == []

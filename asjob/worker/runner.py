@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import inspect
 
-from .. import capture, context, plugins
+from .. import capture, context, job_threads, plugins
 from .. import writer as writers
 from ..call import Call, function_name
-from ..errors import JobFailedError
+from ..errors import JobFailedError, JobNotFoundError
 from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.base import GENERATOR, Store
@@ -28,6 +28,7 @@ from ..store.base import GENERATOR, Store
 def run_call(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> JobState:
     """Run ``call`` as job ``job_id``; return the state it ended in (or the state a stop set)."""
     capture.install()
+    job_threads.install()
     writer.store = store
     writers.bind(writer)
     context.bind_job_context(call.context)
@@ -37,8 +38,9 @@ def run_call(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -
         writer.flush_text()
         if transition(store, job_id, JobState.Failed, reason=encode_failure(exc)):
             return JobState.Failed
-        return store.get_job(job_id).state
+        return _state_set_elsewhere(store, job_id)
     finally:
+        writer.end()
         writers.bind(None)
         context.bind_job_context(None)
     return outcome
@@ -74,7 +76,16 @@ def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> Jo
     writer.flush_text()
     if transition(store, job_id, JobState.Completed, records=final):
         return JobState.Completed
-    return store.get_job(job_id).state
+    return _state_set_elsewhere(store, job_id)
+
+
+def _state_set_elsewhere(store: Store, job_id: int) -> JobState:
+    """The state of a job whose outcome this run could not record: a stop got there first.
+    A job removed meanwhile (a forced remove stops it first) counts as Stopped."""
+    try:
+        return store.get_job(job_id).state
+    except JobNotFoundError:
+        return JobState.Stopped
 
 
 def store_sink(store: Store, job_id: int) -> writers.Sink:

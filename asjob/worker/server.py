@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import plugins
-from ..errors import WorkerLostError
+from ..errors import JobNotFoundError, WorkerLostError
 from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
@@ -240,8 +240,13 @@ class ForkServer(ForkingServer):
                 job_id,
             )
             transition(self._store, job_id, JobState.Failed, reason=encode_failure(lost))
-        except Exception:  # a removed job or a store error must not end the server
-            traceback.print_exc()
+        except JobNotFoundError:
+            pass  # removed meanwhile (a receive with auto-remove, a forced remove): nothing to do
+        except Exception as exc:  # a store error must not end the server
+            print(
+                f"asjob: could not record how the worker of job {job_id} ended: {exc}",
+                file=sys.stderr,
+            )
 
     def owner_gone(self) -> None:
         """The session ended: stop its jobs that are not detached (no orphan workers). The

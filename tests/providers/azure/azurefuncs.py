@@ -124,6 +124,11 @@ def create_vm_with(name: str, parameters: dict[str, Any]) -> LROPoller[VirtualMa
     return poller
 
 
+def create_vm_and_wait(name: str, parameters: dict[str, Any]) -> VirtualMachine:
+    """The usual script's function: it waits for the operation itself, with ``result()``."""
+    return create_vm_with(name, parameters).result()
+
+
 def subscription_of_context() -> str:
     return str(asjob.current_context().subscription_id)
 

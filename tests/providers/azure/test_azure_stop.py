@@ -111,6 +111,29 @@ def test_a_stopped_job_does_not_send_a_poll_again(
     assert [t for t in pollers if t not in before] == []  # ended in its wait, not abandoned
 
 
+def test_a_stopped_thread_job_ends_the_polls_of_a_poller_it_waits_on_itself(
+    arm: ArmEmulator, session: Session
+) -> None:
+    connect(arm)
+    parameters = f.body("vm-waited", **{OPERATION_SECONDS_TAG: "60"})
+    before = set(threading.enumerate())
+    job = asjob.start_job(f.create_vm_and_wait, "vm-waited", parameters, kind="thread")
+    # The SDK's poller polls in a thread of its own, which the job started.
+    wait_until(lambda: 202 in f.requests_of(arm, "GET") or 200 in f.requests_of(arm, "GET"))
+    arm.inject_fault(503, count=None, retry_after=RETRY_AFTER_S, path_contains="operations")
+    wait_until(lambda: 503 in f.requests_of(arm, "GET"))
+
+    job.stop()
+    stopped_at = time.time()
+    arm.clear_faults()
+    assert str(job.state) == "Stopped"
+
+    time.sleep(RETRY_AFTER_S + 0.5)  # past the Retry-After: the retry would have been sent
+    assert sent_since(arm, stopped_at) == []
+    pollers = [t for t in threading.enumerate() if t.name.startswith("LROPoller")]
+    assert [t for t in pollers if t not in before] == []
+
+
 def test_waits_outside_a_job_are_plain_sleeps() -> None:
     started = time.monotonic()
     r.pause(0.05)
