@@ -135,8 +135,15 @@ class JobWriter:
         if self.session_host is None or self.store is None:
             raise RuntimeError("this job cannot be handed off (check can_hand_off first)")
         pid, started = self.session_host
+        # Its kind says where it runs from now on: a stop from another process must not kill
+        # its host (the session) as it kills a worker, but ask the session's thread to stop.
         self.store.update(
-            self.job_id, resume_data=resume_data, host_pid=pid, host_started=started, **fields
+            self.job_id,
+            resume_data=resume_data,
+            host_pid=pid,
+            host_started=started,
+            kind="thread",
+            **fields,
         )
         self.handed_off = True
         return HANDED_OFF

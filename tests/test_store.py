@@ -152,3 +152,14 @@ def test_sqlite_is_shared_between_handles(tmp_path: Path) -> None:
     one, two = SQLiteStore(tmp_path / "jobs.db"), SQLiteStore(tmp_path / "jobs.db")
     job_id = _new(one)
     assert two.get_job(job_id).command == "f()"
+
+
+def test_states_reads_those_that_exist(store: Store) -> None:
+    first, second = _new(store), _new(store)
+    store.compare_and_set_state(second, frozenset({JobState.NotStarted}), JobState.Running)
+    assert store.states([first, second, 999]) == {
+        first: JobState.NotStarted,
+        second: JobState.Running,
+    }
+    # More ids than one SQLite statement may carry.
+    assert store.states(range(1, 1200)) == store.states([first, second])

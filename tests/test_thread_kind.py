@@ -58,3 +58,21 @@ def test_an_abandoned_thread_job_removed_meanwhile_ends_quietly(
     thread.join(10)
     assert not thread.is_alive()
     assert unhandled == []
+
+
+def test_a_stop_from_another_process_raises_a_thread_jobs_stopping_flag(
+    session: Session, store_path: Path
+) -> None:
+    job = asjob.start_job(f.cooperative, 60, kind="thread")
+    [thread] = [t for t in threading.enumerate() if t.name == f"asjob-thread-job-{job.id}"]
+    stopped = subprocess.run(
+        [sys.executable, "-m", "asjob", "stop", str(job.id)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert str(job.state) == "Stopped"
+    thread.join(10)  # f.cooperative returns once it sees the flag
+    assert not thread.is_alive()
+    assert asjob.wait_job(job, timeout=0) == [job]

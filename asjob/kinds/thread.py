@@ -4,10 +4,15 @@ Results are the very objects the call produced (no pickling), and logging record
 caller's handlers as they happen. A thread cannot be killed: a stop sets the job's ``stopping``
 flag, marks the job Stopped at once and abandons the thread; whatever it does afterwards is
 dropped (its outcome's compare-and-set finds the job Stopped).
+
+Another process (the CLI, a later CI step) stops a thread job by marking it Stopped in the
+store; it cannot reach the flag. So while this kind runs jobs, a watcher reads their states
+every :data:`WATCH_INTERVAL_S` and raises the flag of a job that has finished elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from typing import TYPE_CHECKING, Any
@@ -23,6 +28,10 @@ if TYPE_CHECKING:
     from ..session import Session
 
 
+WATCH_INTERVAL_S = 0.2
+"""How often running thread jobs' states are read, for stops made by other processes."""
+
+
 class ThreadKind:
     name = "thread"
     job_type_name = "ThreadJob"
@@ -33,6 +42,9 @@ class ThreadKind:
         self._writers: dict[int, JobWriter] = {}
         self._continued: set[int] = set()  # jobs of other kinds, handed off to this one
         self._lock = threading.Lock()
+        self._watching = threading.Condition(self._lock)
+        self._watcher: threading.Thread | None = None
+        self._closed = False
 
     def prepare(self, call: Call, options: LaunchOptions) -> Call:
         if options.detached:
@@ -79,6 +91,7 @@ class ThreadKind:
         writer.resume_recorded = resume_recorded
         with self._lock:
             self._writers[record.id] = writer
+            self._ensure_watcher()
         if record.state is JobState.NotStarted and not transition(
             session.store,
             record.id,
@@ -119,4 +132,41 @@ class ThreadKind:
             return job_id in self._writers
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            self._closed = True
+            self._watching.notify_all()
+
+    # -- stops made by other processes -------------------------------------------------------
+
+    def _ensure_watcher(self) -> None:
+        """Start the watcher, or wake it; called with the lock held."""
+        if self._watcher is None and not self._closed:
+            self._watcher = threading.Thread(
+                target=self._watch, name="asjob-thread-job-watcher", daemon=True
+            )
+            self._watcher.start()
+        self._watching.notify_all()
+
+    def _watch(self) -> None:
+        while True:
+            with self._lock:
+                while not self._writers and not self._closed:
+                    self._watching.wait()  # no job to watch: no store reads either
+                if self._closed:
+                    return
+                watched = dict(self._writers)
+            # An unreadable store now: the next round reads it again.
+            with contextlib.suppress(Exception):
+                self._stop_those_finished_elsewhere(watched)
+            with self._lock:
+                if not self._closed:
+                    self._watching.wait(WATCH_INTERVAL_S)
+
+    def _stop_those_finished_elsewhere(self, watched: dict[int, JobWriter]) -> None:
+        states = self._session.store.states(watched)
+        for job_id, writer in watched.items():
+            state = states.get(job_id)
+            # Finished, or gone (removed with force), while its thread still runs.
+            if (state is None or state.finished) and not writer.stopping:
+                writer.request_stop()
+                self._session.job_finished(job_id)

@@ -141,6 +141,7 @@ MUTABLE_FIELDS = frozenset(
         "output_mode",
         "name",
         "job_type_name",
+        "kind",
     }
 )
 
@@ -166,6 +167,9 @@ class Store(Protocol):
         top_level: bool = False,
     ) -> list[JobRecord]:
         """Jobs sorted by id, optionally of one session, one parent, or top-level only."""
+
+    def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
+        """The states of those of ``job_ids`` that exist, in one read."""
 
     def compare_and_set_state(
         self,

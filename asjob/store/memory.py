@@ -53,6 +53,10 @@ class MemoryStore:
             except KeyError:
                 raise JobNotFoundError(f"no job with id {job_id}", job_id) from None
 
+    def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
+        with self._lock:
+            return {i: self._jobs[i].state for i in job_ids if i in self._jobs}
+
     def list_jobs(
         self,
         *,

@@ -479,6 +479,16 @@ class SQLiteStore:
         rows = self._read(f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY id", params)
         return [_record(r) for r in rows]
 
+    def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
+        ids = list(job_ids)
+        found: dict[int, JobState] = {}
+        # In slices: SQLite caps the parameters of one statement (999 before 3.32).
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            query = f"SELECT id, state FROM jobs WHERE id IN ({','.join('?' * len(batch))})"
+            found.update((row[0], JobState(row[1])) for row in self._read(query, batch))
+        return found
+
     def list_summaries(self) -> list[JobSummary]:
         """Top-level jobs sorted by id, only what a listing shows: for ``asjob get``, which
         must stay fast on a store of thousands of jobs. (Not part of the Store contract.)"""

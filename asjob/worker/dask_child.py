@@ -102,6 +102,9 @@ class RelayStore:
     ) -> list[JobRecord]:
         raise NotImplementedError("a job's process on a Dask worker cannot read the store")
 
+    def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
+        raise NotImplementedError("a job's process on a Dask worker cannot read the store")
+
     def read_records(
         self,
         job_id: int,

@@ -4,9 +4,12 @@ waiting to retry a request (the waits in ``retries.py`` end at a stop), against 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from asjob.providers.azure import AzureContext, Retries, connect_azure
@@ -132,6 +135,62 @@ def test_a_stopped_thread_job_ends_the_polls_of_a_poller_it_waits_on_itself(
     assert sent_since(arm, stopped_at) == []
     pollers = [t for t in threading.enumerate() if t.name.startswith("LROPoller")]
     assert [t for t in pollers if t not in before] == []
+
+
+_SESSION_SCRIPT = """
+import os, sys, threading, time
+import asjob
+from asjob.providers.azure import connect_azure
+from azure.mgmt.compute import ComputeManagementClient
+from tests.providers.azure import azurefuncs as f
+
+if __name__ == "__main__":
+    context = connect_azure(f.SUBSCRIPTION, base_url=sys.argv[1], polling_interval=0.05)
+    compute = context.client(ComputeManagementClient)
+    parameters = f.body("vm-xstop", **{sys.argv[2]: "60"})
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update)(
+        f.GROUP, "vm-xstop", parameters
+    )
+    session = asjob.session.current_session()
+    while session.store.get_job(job.id).host_pid != os.getpid():
+        time.sleep(0.01)  # until the worker has handed the wait to this process
+    print(job.id, flush=True)
+    asjob.wait_job(job, timeout=30)
+    time.sleep(0.5)
+    pollers = [t for t in threading.enumerate() if t.name.startswith("LROPoller")]
+    print(job.state, len(pollers), flush=True)
+"""
+
+
+def test_a_stop_from_another_process_ends_a_handed_off_wait_and_spares_its_session(
+    arm: ArmEmulator, tmp_path: Path
+) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[3]))
+    script = tmp_path / "session.py"
+    script.write_text(_SESSION_SCRIPT)
+    with subprocess.Popen(
+        [sys.executable, str(script), arm.base_url, OPERATION_SECONDS_TAG],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as session_process:
+        assert session_process.stdout is not None
+        job_id = session_process.stdout.readline().strip()
+        assert job_id.isdigit(), session_process.communicate(timeout=30)[1]
+        stopped = subprocess.run(
+            [sys.executable, "-m", "asjob", "stop", job_id],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert stopped.returncode == 0, stopped.stderr
+        out, err = session_process.communicate(timeout=60)
+    # The session lived on (it hosts the wait: a stop kills workers, never it), and its
+    # thread ended the wait: no poller left.
+    assert session_process.returncode == 0, err
+    assert out.split() == ["Stopped", "0"]
 
 
 def test_waits_outside_a_job_are_plain_sleeps() -> None:
