@@ -270,8 +270,23 @@ def stop_job(jobs: Jobs, *, session: Session | None = None) -> None:
     """Stop jobs and return once their work has really stopped. Finished jobs are left alone."""
     session = session or current_session()
     handles, _ = _handles(jobs, session)
+    # Queued jobs first: each running job stopped frees a throttle slot, which would start the
+    # next queued job, one this call is about to stop, and its code would run meanwhile.
+    for job in handles:
+        _stop_if_queued(session, job)
     for job in handles:
         _stop(session, job)
+
+
+def _stop_if_queued(session: Session, job: Job[Any]) -> None:
+    record = job._record()
+    if record.output_mode == CHILDREN and not record.finished:
+        for child in job.child_jobs:
+            _stop_if_queued(session, child)
+    elif record.state is JobState.NotStarted:
+        session.cancel_queued(job.id)
+        if transition(session.store, job.id, JobState.Stopped):
+            session.job_finished(job.id)
 
 
 def _stop(session: Session, job: Job[Any]) -> None:

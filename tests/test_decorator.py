@@ -111,6 +111,14 @@ def _intervals(log: Path) -> dict[int, tuple[float, float]]:
     return {x: (s[0], s[1]) for x, s in spans.items()}
 
 
+def _intervals_started(log: Path) -> set[int]:
+    if not log.exists():
+        return set()
+    return {
+        int(line.split()[1]) for line in log.read_text().splitlines() if line.startswith("start")
+    }
+
+
 def test_throttle_limit_runs_at_most_n_at_once_in_order(kind: str, tmp_path: Path) -> None:
     log = tmp_path / "log"
     throttled = asjob.as_job(kind=kind, throttle_limit=2)(f.record_start)
@@ -135,6 +143,27 @@ def test_stopping_a_throttled_job_that_has_not_started(kind: str) -> None:
     waiting.stop()
     assert waiting.state is JobState.Stopped
     assert first.receive(wait=True) == "done"
+
+
+def test_stopping_running_and_queued_jobs_together_never_starts_the_queued(
+    kind: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    throttled = asjob.as_job(kind=kind, throttle_limit=2)(f.record_start)
+    jobs = [throttled(str(log), i, 30) for i in range(3)]
+    fan_out = asjob.as_job(kind=kind, throttle_limit=2)(f.sleep_then).map([30, 30, 30, 30])
+    deadline = time.monotonic() + 30
+    while len(_intervals_started(log)) < 2:
+        assert time.monotonic() < deadline, "the first two jobs never started"
+        time.sleep(0.01)
+
+    asjob.stop_job([*jobs, fan_out])
+
+    assert [str(j.state) for j in jobs] == ["Stopped"] * 3
+    assert [str(c.state) for c in fan_out.child_jobs] == ["Stopped"] * 4
+    assert [c.begin_time is None for c in fan_out.child_jobs] == [False, False, True, True]
+    time.sleep(0.3)  # a queued job started by the stop would have logged its start by now
+    assert _intervals_started(log) == {0, 1}
 
 
 def test_throttle_limit_must_be_positive() -> None:
