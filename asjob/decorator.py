@@ -16,8 +16,9 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .call import Call, map_command_text
 from .context import resolve_context
+from .failures import encode_failure
 from .job import Job
-from .launching import Prepared, check_start, commit, prepare
+from .launching import Prepared, check_start, commit, launch_job, prepare, record_job
 from .session import Session, current_session
 from .states import JobState, transition
 from .store.base import CHILDREN, NewJob
@@ -109,8 +110,23 @@ class AsJobFunction(Generic[P, T]):
             transition(session.store, parent.id, JobState.Running)
             transition(session.store, parent.id, JobState.Completed)
         throttle = self._throttle(session)
-        for position, child in enumerate(prepared):
-            commit(session, child, parent_id=parent.id, position=position, throttle=throttle)
+        children = [
+            record_job(session, child, parent_id=parent.id, position=position, throttle=throttle)
+            for position, child in enumerate(prepared)
+        ]
+        for index, (child, record) in enumerate(zip(prepared, children, strict=True)):
+            try:
+                launch_job(session, child, record, throttle)
+            except BaseException as exc:
+                # Failed like the child that could not start: none is left recorded as
+                # running, or waiting for a slot, that nothing will launch.
+                for unlaunched in children[index + 1 :]:
+                    session.cancel_queued(unlaunched.id)
+                    transition(
+                        session.store, unlaunched.id, JobState.Failed, reason=encode_failure(exc)
+                    )
+                    session.job_finished(unlaunched.id)
+                raise
         handle: Job[list[T]] = session.handle(session.store.get_job(parent.id))
         return handle
 

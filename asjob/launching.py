@@ -19,7 +19,7 @@ from .failures import encode_failure
 from .kinds.base import Kind, LaunchOptions
 from .session import KINDS, Session, current_session, ensure_open
 from .states import JobState, transition
-from .store.base import GENERATOR, VALUE, NewJob
+from .store.base import GENERATOR, VALUE, JobRecord, NewJob
 from .throttle import Throttle
 
 if TYPE_CHECKING:
@@ -119,8 +119,28 @@ def commit(
     position: int = 0,
     throttle: Throttle | None = None,
 ) -> Job[Any]:
+    """Record the job, then launch it (or queue it on ``throttle``)."""
+    record = record_job(
+        session, prepared, parent_id=parent_id, position=position, throttle=throttle
+    )
+    job = session.handle(record)
+    launch_job(session, prepared, record, throttle)
+    return job
+
+
+def record_job(
+    session: Session,
+    prepared: Prepared,
+    *,
+    parent_id: int | None = None,
+    position: int = 0,
+    throttle: Throttle | None = None,
+) -> JobRecord:
+    """Create the job's record: Running if its kind runs it as it is launched, else
+    NotStarted. A fan-out records every child before it launches any, so the parent cannot
+    settle while some of its children do not exist yet."""
     at_once = throttle is None and prepared.kind.runs_on_creation
-    record = session.store.create_job(
+    return session.store.create_job(
         NewJob(
             name=prepared.name,
             command=prepared.command,
@@ -136,7 +156,12 @@ def commit(
             host_started=session.process_started if at_once else None,
         )
     )
-    job = session.handle(record)
+
+
+def launch_job(
+    session: Session, prepared: Prepared, record: JobRecord, throttle: Throttle | None
+) -> None:
+    """Hand a recorded job to its kind, or to ``throttle`` to start when a slot frees."""
 
     def launch(wait: bool) -> None:
         try:
@@ -153,7 +178,6 @@ def commit(
         session.bind_throttle(record.id, throttle)
         if throttle.submit(record.id, lambda: launch(wait=False)):
             launch(wait=True)
-    return job
 
 
 def start_call(

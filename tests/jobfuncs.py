@@ -192,6 +192,13 @@ def decorated_thread(x: int) -> int:
     return x + 1
 
 
+def fail_if_negative(x: int) -> int:
+    """Ends at once either way (no pause, unlike maybe_fail)."""
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    return x * 10
+
+
 def maybe_fail(x: int) -> int:
     if x < 0:
         raise ValueError(f"negative: {x}")

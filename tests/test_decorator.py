@@ -6,11 +6,13 @@ import inspect
 import itertools
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import asjob
 from asjob import JobState
+from asjob.kinds.thread import ThreadKind
 from asjob.session import Session
 from tests import jobfuncs as f
 
@@ -95,6 +97,40 @@ def test_map_of_nothing_completes_at_once(kind: str) -> None:
     parent = asjob.as_job(kind=kind)(f.add).map([])
     assert parent.state is JobState.Completed
     assert parent.receive() == []
+
+
+def test_a_fan_out_whose_children_end_at_once_still_fails_for_a_failed_one(kind: str) -> None:
+    # Thread children end as soon as they start: the parent must not settle on the children
+    # recorded so far.
+    mapped = asjob.as_job(kind=kind)(f.fail_if_negative)
+    for _ in range(5):
+        parent = mapped.map([1, -1, 2])
+        assert asjob.wait_job(parent, timeout=30) == [parent]
+        assert parent.state is JobState.Failed
+        with pytest.raises(ValueError) as caught:
+            parent.receive()
+        assert caught.value.partial_output == [10, None, 20]  # type: ignore[attr-defined]
+
+
+def test_a_fan_out_whose_child_cannot_start_leaves_no_child_waiting_forever(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launch = ThreadKind.launch
+    launches: list[int] = []
+
+    def launch_all_but_the_second(self: ThreadKind, record: Any, *args: Any, **kw: Any) -> None:
+        launches.append(record.id)
+        if len(launches) == 2:
+            raise RuntimeError("no thread for this one")
+        launch(self, record, *args, **kw)
+
+    monkeypatch.setattr(ThreadKind, "launch", launch_all_but_the_second)
+    with pytest.raises(RuntimeError, match="no thread"):
+        asjob.as_job(kind="thread")(f.identity).map([1, 2, 3])
+    [parent] = asjob.get_job()
+    assert asjob.wait_job(parent, timeout=10) == [parent]
+    assert [str(c.state) for c in parent.child_jobs] == ["Completed", "Failed", "Failed"]
+    assert parent.state is JobState.Failed
 
 
 def test_map_refuses_unsendable_items_before_starting_any(session: Session) -> None:
