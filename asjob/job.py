@@ -204,6 +204,13 @@ def _settle_orphan(session: Session, record: JobRecord) -> JobRecord:
     without recording an outcome can never finish: record that it failed."""
     from .kinds.process import process_gone
 
+    if record.output_mode == CHILDREN:
+        # A fan-out parent has no process of its own (a detached one outlives its starter):
+        # it settles with its children, so settle those that are orphans.
+        for child in session.store.list_jobs(parent_id=record.id):
+            if not child.finished and not session.is_live(child.id):
+                _settle_orphan(session, child)
+        return session.store.get_job(record.id)
     if record.host_pid is None or not process_gone(record.host_pid, record.host_started):
         return record
     if record.state is JobState.Stopping:

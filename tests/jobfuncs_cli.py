@@ -73,3 +73,8 @@ def progress(steps: int, pause: float) -> int:
 
 
 not_a_function = 42
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds

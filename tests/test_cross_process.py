@@ -72,6 +72,22 @@ def test_the_decorator_detaches_too(session: Session, other: Cli) -> None:
     assert received.stdout == "decorated\n", received.stderr
 
 
+def test_a_detached_fan_out_outlives_its_starter(session: Session, other: Cli) -> None:
+    [parent_id] = _started(
+        other,
+        """
+        import asjob
+        from tests import jobfuncs_cli
+        print(asjob.as_job(jobfuncs_cli.nap, detach=True).map([1.5, 1.0]).id)
+    """,
+    )
+    [parent] = asjob.get_job(id=parent_id)
+    # The parent has no process of its own: its starter's end is not its end.
+    assert parent.state is asjob.JobState.Running
+    assert parent.receive(wait=True) == [1.5, 1.0]
+    assert parent.state is asjob.JobState.Completed
+
+
 def test_non_detached_jobs_are_stopped_when_their_session_ends(
     session: Session, other: Cli, tmp_path: Path
 ) -> None:
