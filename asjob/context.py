@@ -97,9 +97,20 @@ def get_context() -> Any:
         return _current
 
 
+def check_context(value: Any, what: str) -> None:
+    """Raise ``TypeError`` unless ``value`` (``what`` names it) is a Context or ``None``."""
+    if value is not None and not isinstance(value, Context):
+        raise TypeError(
+            f"{what} must be an asjob Context (e.g. from "
+            f"asjob.providers.azure.connect_azure), not {type(value).__name__}"
+        )
+
+
 def set_context(context: Any) -> None:
-    """Make ``context`` current for jobs started from now on (and save it, if autosave is on)."""
+    """Make ``context`` current for jobs started from now on (and save it, if autosave is on).
+    ``None`` makes no context current."""
     global _current
+    check_context(context, "set_context's context")
     with _lock:
         if _autosave_on():
             _write(context_file(), context)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import plugins
 from .call import Call, command_text
-from .context import Context
+from .context import check_context
 from .failures import encode_failure
 from .kinds.base import Kind, LaunchOptions
 from .session import KINDS, Session, current_session, ensure_open
@@ -52,11 +52,7 @@ def check_start(fn: Any, kind: Any, context: Any, *, starter: str) -> None:
             f"kind must be one of {', '.join(repr(k) for k in KINDS)} or a kind object "
             f"such as DaskKind(address), not {type(kind).__name__}: {kind!r:.80}"
         )
-    if context is not None and not isinstance(context, Context):
-        raise TypeError(
-            f"context must be an asjob Context (e.g. from "
-            f"asjob.providers.azure.connect_azure), not {type(context).__name__}"
-        )
+    check_context(context, "context")
 
 
 def resolve_kind(session: Session, kind: Any) -> Kind:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import sys
 import threading
 import uuid
 import weakref
@@ -241,7 +242,10 @@ def use_store(store: Store) -> Session:
 
 def _close_at_exit() -> None:
     if _current is not None:
-        _current.close()
+        try:
+            _current.close()
+        except AsJobError as exc:  # a store gone bad: say so in one line, not a traceback
+            print(f"asjob: could not stop this session's jobs at exit: {exc}", file=sys.stderr)
 
 
 atexit.register(_close_at_exit)

@@ -46,6 +46,18 @@ class JobState(str, enum.Enum):
         """Completed, Failed or Stopped: the job will never change state again."""
         return self in FINISHED
 
+    @classmethod
+    def parse(cls, name: object) -> JobState:
+        """A state from its name in any case (as PowerShell reads ``-State completed``);
+        ``ValueError`` naming the states for anything else."""
+        if isinstance(name, JobState):
+            return name
+        for state in cls:
+            if str(name).lower() == state.value.lower():
+                return state
+        names = ", ".join(state.value for state in cls)
+        raise ValueError(f"{name!r} is not a job state ({names})")
+
 
 FINISHED = frozenset({JobState.Completed, JobState.Failed, JobState.Stopped})
 

@@ -158,9 +158,9 @@ def _filter(
     after: datetime | None,
     newest: int | None,
 ) -> list[Job[Any]]:
-    states = {JobState(str(s)) for s in _as_list(state)}
+    states = {JobState.parse(s) for s in _as_list(state)}
     commands = _as_list(command)
-    if not (states or commands or has_more_data is not None or before or after or newest):
+    if not (states or commands or has_more_data is not None or before or after) and newest is None:
         return jobs
     # One store read per job for every filter, not one per property.
     kept = [(j, j.record()) for j in jobs]

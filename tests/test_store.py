@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +166,38 @@ def test_states_reads_those_that_exist(store: Store) -> None:
     }
     # More ids than one SQLite statement may carry.
     assert store.states(range(1, 1200)) == store.states([first, second])
+
+
+def test_sqlite_store_deleted_while_in_use_raises_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    store = SQLiteStore(path)
+    job_id = _new(store)
+    for leftover in tmp_path.iterdir():
+        leftover.unlink()
+    store._idle_readers.clear()  # the next read opens a connection, as a new thread's does
+    with pytest.raises(StoreError, match="lost its tables"):
+        store.get_job(job_id)
+
+
+_DELETES_ITS_STORE = """
+import glob, os, asjob
+from tests import jobfuncs as f
+job = asjob.start_job(f.sleep_then, 30, kind="thread")
+for path in glob.glob(os.environ["ASJOB_STORE"] + "*"):
+    os.remove(path)
+asjob.session.current_session().store._idle_readers.clear()  # next reads open the path anew
+"""
+
+
+def test_a_store_gone_bad_at_exit_is_reported_in_one_line(store_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+    done = subprocess.run(
+        [sys.executable, "-c", _DELETES_ITS_STORE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert done.stderr.startswith("asjob: could not stop this session's jobs at exit: ")
+    assert "lost its tables" in done.stderr and "Traceback" not in done.stderr

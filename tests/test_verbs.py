@@ -288,6 +288,11 @@ def test_start_refuses_a_context_that_is_not_a_context(session: Session) -> None
     assert session.store.list_jobs() == []
 
 
+def test_set_context_refuses_what_is_not_a_context() -> None:
+    with pytest.raises(TypeError, match=r"an asjob Context .*not str"):
+        asjob.set_context("hello")
+
+
 def test_init_runs_in_the_worker_before_the_function(kind: str) -> None:
     job = asjob.start_job(f.read_context, kind=kind, init=f.noop, context=TenantContext("t1"))
     assert job.receive(wait=True) == TenantContext("t1")
@@ -352,6 +357,10 @@ def test_get_job_filters(kind: str) -> None:
     assert asjob.get_job(before=future) == [a, c]
     assert asjob.get_job(after=future) == []
     assert asjob.get_job(newest=1) == [c] if c.end_time > a.end_time else [a]  # type: ignore[operator]
+    assert asjob.get_job(newest=0) == []
+    assert asjob.get_job(state="completed") == [a, c]  # any case, as PowerShell reads it
+    with pytest.raises(ValueError, match=r"'Done' is not a job state .*Completed"):
+        asjob.get_job(state="Done")
     b.stop()
 
 

@@ -89,12 +89,10 @@ def to_states(
     ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 ) -> tuple[str, ...]:
     """A click callback: job state names in any case, as :class:`JobState` values."""
-    states = {state.value.lower(): state.value for state in JobState}
-    for value in values:
-        if value.lower() not in states:
-            names = ", ".join(state.value for state in JobState)
-            raise click.BadParameter(f"{value!r} is not a job state ({names})", ctx, param)
-    return tuple(states[value.lower()] for value in values)
+    try:
+        return tuple(JobState.parse(value).value for value in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 class JobId(click.types.IntParamType):

@@ -250,10 +250,18 @@ class SQLiteStore:
     def _translated_errors(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             if "not a database" in str(exc) or "malformed" in str(exc):
                 raise StoreError(f"{self._path} is not an asjob job store ({exc})") from None
-            raise
+            if "readonly" in str(exc) or "unable to open" in str(exc):
+                # A read-only file system or directory, or a file made read-only meanwhile.
+                raise StoreError(self._unwritable(exc)) from None
+            if "no such table" in str(exc):
+                raise StoreError(
+                    f"the job store {self._path} has lost its tables: was it deleted or "
+                    "replaced while in use?"
+                ) from None
+            raise StoreError(f"the job store {self._path} failed: {exc}") from exc
 
     def _switch_to_wal(self) -> None:
         with self._thread_lock:
@@ -278,7 +286,7 @@ class SQLiteStore:
             pause = min(pause * 2, 0.005)
 
     def _read(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._reader() as conn, self._translated_errors():
+        with self._translated_errors(), self._reader() as conn:
             return self._retry_while_busy(
                 lambda: conn.execute(query, params).fetchall(), READ_BUSY_TIMEOUT_S
             )
@@ -319,7 +327,7 @@ class SQLiteStore:
         where = "" if exc.filename in (None, str(self._path)) else f"{exc.filename}: "
         return f"cannot {doing}: {where}{exc.strerror}"
 
-    def _unwritable(self, exc: sqlite3.OperationalError) -> str:
+    def _unwritable(self, exc: sqlite3.Error) -> str:
         """Why SQLite could not write the store: usually its directory, where SQLite must
         create the -wal and -shm files even when the store file itself is writable."""
         directory = self._path.parent
@@ -337,16 +345,10 @@ class SQLiteStore:
             self._writer = None
 
     def _open_existing_or_new(self) -> None:
-        try:
-            with self._translated_errors():
-                self._refuse_a_foreign_database()
-                self._make_private()
-                self._initialise()
-        except sqlite3.OperationalError as exc:
-            # Read-only file system or directory, or a file opened read-only meanwhile.
-            if "readonly" not in str(exc) and "unable to open" not in str(exc):
-                raise
-            raise StoreError(self._unwritable(exc)) from None
+        with self._translated_errors():
+            self._refuse_a_foreign_database()
+            self._make_private()
+            self._initialise()
 
     def _refuse_a_foreign_database(self) -> None:
         """Refuse an SQLite database that some other program made, before anything here
