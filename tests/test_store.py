@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 from asjob import JobState, MemoryStore, SQLiteStore, StoreError
 from asjob.errors import JobNotFoundError
 from asjob.store.base import CHILDREN, NewJob, Store
+from tests.cli_support import Cli
 
 
 @pytest.fixture(params=["sqlite", "memory"])
@@ -189,15 +187,8 @@ asjob.session.current_session().store._idle_readers.clear()  # next reads open t
 """
 
 
-def test_a_store_gone_bad_at_exit_is_reported_in_one_line(store_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
-    done = subprocess.run(
-        [sys.executable, "-c", _DELETES_ITS_STORE],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_a_store_gone_bad_at_exit_is_reported_in_one_line(store_path: Path, tmp_path: Path) -> None:
+    done = Cli(store_path, tmp_path).python(_DELETES_ITS_STORE)
     assert done.returncode == 0
     assert done.stderr.startswith("asjob: could not stop this session's jobs at exit: ")
     assert "lost its tables" in done.stderr and "Traceback" not in done.stderr
