@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ import asjob
 from asjob import JobState
 from asjob.errors import RemoteTraceback
 from asjob.kinds.dask import DaskKind
+from asjob.kinds.dask import cluster as dask_cluster
 from asjob.kinds.dask.loopback import LoopbackCluster, stop_loopback_cluster
 from asjob.session import Session
 from asjob.worker.dask_runner import FINAL_TO_CHANNEL_LIMIT
@@ -454,3 +456,16 @@ def test_a_worker_that_dies_fails_its_job_which_is_not_run_again(
     time.sleep(0.5)
     assert len(_lines(started)) == 1  # Dask's re-run did not run the call again
     d.wait_for_workers(cluster.address, 2)  # the nanny brought the worker back
+
+
+def test_a_scheduler_that_never_answers_fails_the_start(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A frozen scheduler, or another program on its port, accepts connections and stays
+    # silent: distributed's Client would wait for its handshake forever.
+    monkeypatch.setattr(dask_cluster, "CONNECT_TIMEOUT_S", 1.0)
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(asjob.BackendUnavailableError, match="gave no answer within 1 s"):
+            asjob.start_job(f.add, 1, 2, kind=DaskKind(address))
+    assert session.store.list_jobs() == []

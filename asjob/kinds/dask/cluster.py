@@ -74,6 +74,41 @@ def check_reachable(address: str) -> None:
     host, port = _dd.comm.addressing.parse_host_port(location, default_port=DEFAULT_PORT)
     with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
         pass
+    if protocol == "tcp":  # TLS needs the security the client is given: left to it
+        _check_answers(f"tcp://{host}:{port}")
+
+
+def _check_answers(address: str) -> None:
+    """Raise ``OSError`` unless a scheduler answers distributed's handshake at ``address``
+    within CONNECT_TIMEOUT_S. A frozen scheduler, or another program listening there, accepts
+    the connection and never answers, and ``distributed.Client`` then waits for it forever."""
+    outcome: list[BaseException | None] = []
+
+    async def handshake() -> None:
+        comm = await asyncio.wait_for(
+            _dd.comm.connect(address, timeout=CONNECT_TIMEOUT_S, deserialize=False),
+            CONNECT_TIMEOUT_S,
+        )
+        await comm.close()
+
+    def probe() -> None:  # its own thread and event loop: the caller may be running one
+        try:
+            asyncio.run(handshake())
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    prober = threading.Thread(target=probe, name="asjob-dask-probe", daemon=True)
+    prober.start()
+    prober.join(CONNECT_TIMEOUT_S + 2)
+    failure = outcome[0] if outcome else asyncio.TimeoutError()
+    if isinstance(failure, asyncio.TimeoutError):
+        raise OSError(
+            f"it accepted a connection but gave no answer within {CONNECT_TIMEOUT_S:.0f} s "
+            "(a frozen scheduler, or not a Dask scheduler)"
+        )
+    if failure is not None:
+        raise OSError(f"its handshake failed: {failure}") from failure
 
 
 class Cluster:
