@@ -309,6 +309,28 @@ def test_a_detached_job_is_received_by_another_process(
         _wait_for(lambda: not dask_client.list_datasets())
 
 
+def test_a_detached_job_that_ended_while_nobody_watched_is_seen_ended_at_once(
+    dask: DaskKind, cluster: LoopbackCluster, store_path: Path
+) -> None:
+    started = _python(
+        f"""
+        import asjob
+        from asjob.kinds.dask import DaskKind
+        from tests import jobfuncs
+        print(asjob.start_job(jobfuncs.count, 3, kind=DaskKind({cluster.address!r}),
+                              detach=True).id)
+    """,
+        store_path,
+    )
+    assert started.returncode == 0, started.stderr
+    [job] = asjob.get_job(id=int(started.stdout))
+    with d.client(cluster.address) as dask_client:  # until the task has ended on the cluster
+        _wait_for(lambda: dask_client.get_dataset(dask_client.list_datasets()[0]).done())
+    # The first look collects the end: no stale Running, no empty first receive.
+    assert asjob.wait_job(job, timeout=0) == [job]
+    assert job.receive() == [0, 1, 2]
+
+
 def test_an_ending_session_stops_its_jobs_on_the_cluster(
     cluster: LoopbackCluster, store_path: Path, tmp_path: Path
 ) -> None:

@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 STOP_WAIT_S = 5.0
 SETTLE_WAIT_S = 5.0
 ADOPT_RETRY_S = 5.0
+# How long adopting a job waits to learn whether its task has ended already.
+ADOPT_LOOK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -230,8 +232,8 @@ class DaskBackend:
         with self._lock:
             self._watches.pop(watch.job_id, None)
             self._by_instance.pop(watch.instance, None)
+        self._session.job_finished(watch.job_id)  # first: who waits on `done` asks the session
         watch.done.set()
-        self._session.job_finished(watch.job_id)
 
     def _clean_up(self, watch: JobWatch) -> None:
         """The job's task has ended too: tidy up on the cluster."""
@@ -330,6 +332,14 @@ class DaskBackend:
             return True
         cluster.track(future)
         cluster.poll(name, watch.drain)
+        # Over on the cluster already? Then collect its end now, so the store read that
+        # follows (a get, a wait with timeout 0, a receive) sees how it ended. A new future
+        # learns its task's state from the scheduler a moment after it is made.
+        deadline = time.monotonic() + ADOPT_LOOK_S
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if future.done():
+            watch.done.wait(STOP_WAIT_S)
         return True
 
     def _starter_alive(self, info: dict[str, Any]) -> bool:
