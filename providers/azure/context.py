@@ -9,8 +9,9 @@ copy keeps depends on where it goes (``asjob.worker.payload.payload_channel``)::
     to_data() (a saved context, resume data)     the data: references only
     pickled for anything but a job's payload     the data (a result, the store: never a secret)
     a remote worker's payload (dask kind)        + the ARM token, brokered (fetched once here)
-    a local worker's payload (process kind)      + the ARM token + the credential object given
-                                                   to connect_azure, if it pickles
+    a local worker's payload (process kind)      + where to ask this session for tokens when
+                                                   it needs one (see broker.py) + the credential
+                                                   object given to connect_azure, if it pickles
 
 Thread jobs copy nothing: they share the context, and so its token cache, in this process.
 """
@@ -42,6 +43,7 @@ import asjob
 from asjob.context import Context
 from asjob.worker.payload import Channel, payload_channel
 
+from .broker import BrokerAddress, session_broker
 from .credentials import CredentialReference, SharedTokenCredential, reference_of
 from .retries import Retries, TenacityRetryPolicy
 
@@ -69,8 +71,8 @@ CLOUDS: dict[str, tuple[str, str, str]] = {
 POOL_SIZE = 128
 """Connections a shared client keeps open per host (see :meth:`AzureContext.shared_client`)."""
 BROKER_RETRY_S = 60.0
-"""After a failed token request for a job's payload, payloads go without a token for this long
-(each job then meets, and reports, the failure itself) instead of each start retrying it."""
+"""After a failed token request for a remote job's payload, payloads go without a token for this
+long (each job then meets, and reports, the failure itself) instead of each start retrying it."""
 
 
 def authority_for(cloud: str) -> str | None:
@@ -108,11 +110,12 @@ class _Live:
         authority: str | None,
         credential: TokenCredential | None = None,
         tokens: Mapping[tuple[str, bool], AccessToken] | None = None,
+        broker: BrokerAddress | None = None,
     ) -> None:
         self.credential = credential
         self._reference = reference
         self._authority = authority
-        self.tokens = SharedTokenCredential(self._build, tokens)
+        self.tokens = SharedTokenCredential(self._build, tokens, broker)
         self.broker_failed_at = 0.0
         self._shippable: bool | None = None
         self.lock = threading.Lock()
@@ -273,21 +276,22 @@ class AzureContext(Context):
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "_live"
         }
         # Only a job's payload takes secrets along; anything else pickled (a result written to
-        # the store, a user's own pickle) must hold none. Brokering here, not at job start,
-        # costs nothing to jobs that copy no context: thread jobs, whatever their call.
+        # the store, a user's own pickle) must hold none. Thread jobs copy no context at all.
         channel = payload_channel()
-        if channel is not None:
+        if channel is Channel.NETWORK:  # a remote worker cannot reach this session: take one
             state["_tokens"] = live.brokered_tokens(self.arm_scope)
-        if channel is Channel.LOCAL:
+        if channel is Channel.LOCAL:  # a local worker asks this session, if it needs one
+            state["_broker"] = session_broker().address(live.tokens)
             state["_credential"] = live.shippable_credential()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         tokens = state.pop("_tokens", None)
+        broker = state.pop("_broker", None)
         credential = state.pop("_credential", None)
         for name, value in state.items():
             object.__setattr__(self, name, value)
-        live = _Live(self.credential, authority_for(self.cloud), credential, tokens)
+        live = _Live(self.credential, authority_for(self.cloud), credential, tokens, broker)
         object.__setattr__(self, "_live", live)
 
     # -- saving -------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
 
+from .broker import BrokerAddress, BrokerUnavailable
+
 REFRESH_MARGIN_S = 300.0
 """A token this close to expiry is renewed (azure-core's bearer policy renews at 300 s too)."""
 
@@ -253,17 +255,20 @@ class SharedTokenCredential:
     flag) and expiry, however many clients, threads or jobs ask at once.
 
     ``source`` makes the real credential, on first need only: a worker served by brokered tokens
-    never builds one. Requests with ``claims`` or ``tenant_id`` (challenges) bypass the cache.
+    (``tokens`` it came with, or its session's ``broker``) never builds one. Requests with
+    ``claims`` or ``tenant_id`` (challenges) bypass the cache.
     """
 
     def __init__(
         self,
         source: Callable[[], TokenCredential],
         tokens: Mapping[tuple[str, bool], AccessToken] | None = None,
+        broker: BrokerAddress | None = None,
     ) -> None:
         self._source = source
         self._credential: TokenCredential | None = None
         self._tokens: dict[tuple[str, bool], AccessToken] = dict(tokens or {})
+        self._broker = broker
         self._lock = threading.Lock()
         self.requests = 0  # how many tokens this process asked the real credential for
 
@@ -298,12 +303,24 @@ class SharedTokenCredential:
         with self._lock:
             token = self._tokens.get(key)
             if token is None or token.expires_on - time.time() < REFRESH_MARGIN_S:
-                self.requests += 1
-                if enable_cae:
-                    kwargs["enable_cae"] = True
-                token = self.credential().get_token(*scopes, **kwargs)
+                token = self._brokered(scopes, enable_cae)
+                if token is None:
+                    self.requests += 1
+                    if enable_cae:
+                        kwargs["enable_cae"] = True
+                    token = self.credential().get_token(*scopes, **kwargs)
                 self._tokens[key] = AccessToken(token.token, int(token.expires_on))
             return token
+
+    def _brokered(self, scopes: tuple[str, ...], enable_cae: bool) -> AccessToken | None:
+        """The session's token, or ``None`` once no session answers (then never asked again)."""
+        if self._broker is None:
+            return None
+        try:
+            return self._broker.get_token(scopes, enable_cae)
+        except BrokerUnavailable:
+            self._broker = None
+            return None
 
     def fresh_tokens(self, scope: str) -> dict[tuple[str, bool], AccessToken]:
         """The cached tokens for ``scope`` that are not near expiry: what a job takes along."""

@@ -231,7 +231,9 @@ def test_only_a_local_workers_payload_carries_the_credential_object(arm: ArmEmul
 
     assert secret.encode() not in anything and token not in anything
     assert secret.encode() not in remote and token in remote
-    assert secret.encode() in local and token in local
+    # A local worker asks the session for a token when it needs one (the broker): its payload
+    # carries where to ask, not a token, and the credential object for when nobody answers.
+    assert secret.encode() in local and token not in local
     assert pickle.loads(anything).to_data() == context.to_data()
 
 
@@ -241,14 +243,17 @@ def test_a_credential_class_is_refused_with_how_to_fix_it(arm: ArmEmulator) -> N
     assert asjob.get_context() is None
 
 
-def test_a_thread_job_starts_without_a_token_request(
-    arm: ArmEmulator, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_a_job_that_does_not_reach_azure_causes_no_token_request(
+    arm: ArmEmulator, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     connect_azure(f.SUBSCRIPTION, base_url=arm.base_url)
     asjob.enable_context_autosave()
     monkeypatch.setattr(asjob_context, "_current", asjob_context._UNSET)  # as a new script
 
-    job = asjob.start_job(f.subscription_of_context, kind="thread")
+    job = asjob.start_job(f.subscription_of_context, kind=kind)
 
     assert job.receive(wait=True) == f.SUBSCRIPTION
-    assert arm.token_requests == 0  # thread jobs share the caller's tokens: none to broker
+    # Thread jobs share the caller's tokens; a worker asks the session for one only when it
+    # needs one: so neither the start nor the job asked the identity endpoint.
+    assert arm.token_requests == 0

@@ -180,11 +180,26 @@ def wait_until(condition: Any, timeout: float = 10.0) -> None:
 def fork_server_children() -> list[psutil.Process]:
     """The live processes this session's fork server has forked: job workers and one spare.
     (Its server is the newest: earlier tests' servers may live on, serving detached jobs.)"""
-    servers = [
-        p for p in psutil.Process().children() if "asjob.worker.server" in " ".join(p.cmdline())
-    ]
+    servers = [p for p in psutil.Process().children() if "asjob.worker.server" in _cmdline(p)]
     server = max(servers, key=lambda p: p.create_time())
-    return [c for c in server.children() if c.status() != psutil.STATUS_ZOMBIE]
+    return [c for c in server.children() if _status(c) not in (psutil.STATUS_ZOMBIE, None)]
+
+
+# A process may end between being listed and being looked at.
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def _status(process: psutil.Process) -> str | None:
+    try:
+        return str(process.status())
+    except psutil.Error:
+        return None
 
 
 def test_a_process_job_hands_the_wait_to_its_session(arm: ArmEmulator, session: Session) -> None:

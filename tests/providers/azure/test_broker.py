@@ -1,0 +1,80 @@
+"""The session's token broker (broker.py): a real Unix socket, asked as a worker asks it."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from typing import Any
+
+import pytest
+from asjob.providers.azure.broker import BrokerAddress, BrokerUnavailable, TokenBroker
+from asjob.providers.azure.credentials import SharedTokenCredential
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
+
+SCOPE = "https://management.azure.com/.default"
+
+
+class CountingCredential:
+    """Hands out numbered tokens, or fails with ``error``."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.calls = 0
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return AccessToken(f"token-{self.calls}", int(time.time()) + 3600)
+
+
+@pytest.fixture
+def broker() -> Any:
+    served = TokenBroker()
+    yield served
+    served.close()
+
+
+def test_workers_share_the_sessions_one_token(broker: TokenBroker) -> None:
+    real = CountingCredential()
+    address = broker.address(SharedTokenCredential(lambda: real))
+    workers = [SharedTokenCredential(CountingCredential, broker=address) for _ in range(3)]
+    assert [w.get_token(SCOPE).token for w in workers] == ["token-1"] * 3
+    assert real.calls == 1
+    assert [w.requests for w in workers] == [0, 0, 0]  # none asked a credential of its own
+
+
+def test_its_socket_lives_in_a_directory_only_its_user_can_enter(broker: TokenBroker) -> None:
+    mode = stat.S_IMODE(os.stat(os.path.dirname(broker.path)).st_mode)
+    assert mode == 0o700
+
+
+def test_a_request_without_the_sessions_key_gets_no_token(broker: TokenBroker) -> None:
+    address = broker.address(SharedTokenCredential(CountingCredential))
+    forged = BrokerAddress(address.path, "a guess", address.source)
+    with pytest.raises(ClientAuthenticationError, match="not this session's worker"):
+        forged.get_token((SCOPE,), False)
+
+
+def test_the_sessions_failure_reaches_the_worker_as_an_authentication_error(
+    broker: TokenBroker,
+) -> None:
+    failing = CountingCredential(error=RuntimeError("identity endpoint unreachable"))
+    address = broker.address(SharedTokenCredential(lambda: failing))
+    worker = SharedTokenCredential(CountingCredential, broker=address)
+    with pytest.raises(ClientAuthenticationError, match="identity endpoint unreachable"):
+        worker.get_token(SCOPE)
+    assert worker.requests == 0  # it did not try again with a credential of its own
+
+
+def test_a_worker_whose_session_is_gone_uses_its_own_credential(broker: TokenBroker) -> None:
+    address = broker.address(SharedTokenCredential(CountingCredential))
+    broker.close()
+    with pytest.raises(BrokerUnavailable):
+        address.get_token((SCOPE,), False)
+    own = CountingCredential()
+    worker = SharedTokenCredential(lambda: own, broker=address)
+    assert worker.get_token(SCOPE).token == "token-1"
+    assert worker.requests == 1 and own.calls == 1
