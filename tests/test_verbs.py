@@ -20,9 +20,8 @@ from tests import jobfuncs as f
 
 
 def test_start_returns_a_running_job_at_once(kind: str) -> None:
-    started = time.monotonic()
-    job = asjob.start_job(f.sleep_then, 2, kind=kind)
-    assert time.monotonic() - started < 1.5
+    job = asjob.start_job(f.sleep_then, 60, kind=kind)
+    # Had the start waited for the work, the job would be Completed by now.
     assert job.state is JobState.Running
     assert job.begin_time is not None and job.begin_time.tzinfo is not None
     assert job.end_time is None
