@@ -231,8 +231,8 @@ def receive_job(
     A Failed job raises its original exception (``partial_output`` attached) every time.
     Several jobs: a list of per-job results in the order given. When receiving one of them
     raises, the first such job in the order given raises and nothing of the others is
-    received: their results and records stay for a later receive. ``auto_remove_job``
-    removes the jobs received, the Failed one that raised included.
+    received: their results and records stay for a later receive. ``auto_remove_job`` (which
+    needs ``wait=True``) removes the jobs received, the Failed one that raised included.
 
     Nothing is removed from the store before it is decoded: a record that cannot be decoded
     in this process (a result whose class cannot be imported here) raises

@@ -192,7 +192,10 @@ def test_receiving_a_failed_job_prints_its_error_and_exits_1(cli: Cli) -> None:
 
 def test_receive_goes_on_past_a_failed_job(cli: Cli) -> None:
     bad, good = cli.start_many([f"{FN}:fail"], [f"{FN}:add", "2", "2"])
-    result = cli("receive", str(bad), str(good), "--wait")
+    # In JSON too, a failed function job prints nothing: a "null" would read as a None result.
+    as_json = cli("receive", str(bad), str(good), "--wait", "--keep", "--json")
+    assert (as_json.returncode, as_json.stdout) == (1, "4\n")
+    result = cli("receive", str(bad), str(good))
     assert (result.returncode, result.stdout) == (1, "4\n")
 
 

@@ -53,7 +53,8 @@ def receive(
 
     Values print as they are if strings, else as JSON where possible, else as their repr; a
     generator job's items print one per line. What a job printed goes to stderr. A Failed job
-    prints its error to stderr, and the command exits 1.
+    prints its error to stderr (and a generator job the items it yielded before, on stdout),
+    and the command exits 1.
     """
     jobs = _given(ids)
     if wait:
@@ -68,9 +69,8 @@ def receive(
             if not isinstance(exc.__cause__, RemoteTraceback):
                 raise  # not the job's failure: ours (a store error, Ctrl-C)
             failed = True
-            partial = getattr(exc, "partial_output", [])
-            value = partial if mode in (GENERATOR, CHILDREN) else (partial or [None])[0]
-            _echo_value(value, mode, as_json)
+            if mode in (GENERATOR, CHILDREN):  # what it produced before it failed
+                _echo_value(getattr(exc, "partial_output", []), mode, as_json)
             click.echo(f"asjob: job {job.id} failed: {describe_failure(exc)}", err=True)
             if show_traceback:
                 click.echo(str(exc.__cause__).rstrip(), err=True)
