@@ -35,7 +35,6 @@ class Job(Generic[T]):
         self.id: int = record.id
         self.instance_id: uuid.UUID = record.instance_id
         self.command: str = record.command
-        self._kind = record.kind
         self._parent_id = record.parent_id
         self._final: JobRecord | None = record if record.finished else None
 
@@ -102,7 +101,9 @@ class Job(Generic[T]):
 
     @property
     def kind(self) -> str:
-        return self._kind
+        """Where the job runs now: ``thread`` once a process job has handed its wait to its
+        session (see the README's Azure section)."""
+        return self._record().kind
 
     @property
     def begin_time(self) -> datetime | None:

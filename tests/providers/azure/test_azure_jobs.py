@@ -214,6 +214,7 @@ def test_a_process_job_hands_the_wait_to_its_session(arm: ArmEmulator, session: 
     # ends; the job goes on Running here.
     wait_until(lambda: all(session.store.get_job(j.id).host_pid == os.getpid() for j in jobs))
     assert [str(job.state) for job in jobs] == ["Running"] * 5
+    assert [job.kind for job in jobs] == ["thread"] * 5  # where each now runs
     wait_until(lambda: len(fork_server_children()) == 1)  # the spare alone: no job worker
 
     assert asjob.wait_job(jobs, timeout=30)
