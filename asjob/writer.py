@@ -195,12 +195,14 @@ class JobWriter:
 
     def add_text_source(self, drain: Callable[[], None]) -> None:
         """Register ``drain``, which makes a source of text for :meth:`write_text` deliver
-        what it still holds and end; :meth:`flush_text` calls it (once) first."""
+        what it still holds and end; :meth:`flush` calls it (once) first."""
         with self._lock:
             self._text_sources.append(drain)
 
-    def flush_text(self) -> None:
-        """Emit the text not yet ended by a newline, once every text source has drained."""
+    def flush(self) -> None:
+        """Deliver everything the job wrote to the store, before its outcome is recorded: the
+        text not yet ended by a newline (once every text source has drained), and the records
+        a batching sink still holds."""
         with self._lock:
             sources, self._text_sources = self._text_sources, []
         for drain in sources:
@@ -210,6 +212,9 @@ class JobWriter:
         for source, rest in pending.items():
             if rest:
                 self._emit(r.INFORMATION, r.StreamRecord(rest, source=source))
+        flush_sink = getattr(self._sink, "flush", None)
+        if flush_sink is not None:
+            flush_sink()
 
     def write_warning_message(
         self, message: Warning | str, category: type[Warning], filename: str, lineno: int

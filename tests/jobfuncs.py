@@ -282,3 +282,9 @@ def leave_a_thread_printing(go_file: str, done_file: str, text: str) -> str:
 
     threading.Thread(target=later, daemon=True).start()
     return "left"
+
+
+def print_lines(count: int) -> int:
+    for i in range(count):
+        print(f"line {i}")
+    return count

@@ -107,3 +107,10 @@ def test_progress_percent_is_checked(session: Session) -> None:
     job = asjob.start_job(f.bad_progress, kind="thread")
     with pytest.raises(ValueError, match="percent"):
         job.receive(wait=True)
+
+
+def test_a_flood_of_printed_lines_arrives_whole_and_in_order(kind: str) -> None:
+    # Written in batches while they come fast (asjob.worker.batching); the end flushes all.
+    job = asjob.start_job(f.print_lines, 3000, kind=kind)
+    assert asjob.wait_job(job, timeout=60) == [job]
+    assert [record.message for record in job.information] == [f"line {i}" for i in range(3000)]

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from ..call import Call
 from ..states import JobState, transition
 from ..store.base import JobRecord
-from ..worker.runner import run_call, store_sink
+from ..worker.batching import BatchingSink
+from ..worker.runner import run_call
 from ..writer import JobWriter
 from .base import LaunchOptions
 
@@ -84,7 +85,7 @@ class ThreadKind:
         session = self._session
         writer = JobWriter(
             record.id,
-            store_sink(session.store, record.id),
+            BatchingSink(session.store, record.id),
             live_outputs=session.live_outputs,
             forward_logs=False,
         )

@@ -45,6 +45,7 @@ BUSY_TIMEOUT_S = 30.0
 # Readers never wait for writers in WAL mode; this only covers rare moments such as a WAL reset
 # or recovery by a process opening the file.
 READ_BUSY_TIMEOUT_S = 5.0
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
 # Connections kept open for reads between uses, per store handle and process.
 MAX_IDLE_READERS = 4
 
@@ -213,6 +214,9 @@ class SQLiteStore:
         self._retry_while_busy(
             lambda: conn.execute("PRAGMA synchronous=NORMAL"), READ_BUSY_TIMEOUT_S
         )
+        # When a checkpoint lets the write-ahead log start over, cut it back to this size:
+        # a burst of writes does not leave its high-water mark on disk for the store's life.
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         return conn
 
     def _forget_if_forked(self) -> None:

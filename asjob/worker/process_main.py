@@ -13,11 +13,12 @@ from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
 from . import protocol
+from .batching import BatchingSink
 from .forking import release_standard_streams
 from .log_levels import apply_log_levels
 from .main_module import explain_missing
 from .payload import loads_call
-from .runner import run_call, store_sink
+from .runner import run_call
 
 # What a worker says on its "done" pipe.
 SAYS_DONE = b"d"
@@ -33,7 +34,7 @@ def run_worker(
 ) -> bool:
     """Run job ``job_id`` (already marked Running by the session) in this process. Returns
     whether the job was handed off to the session (``session_host``), rather than ended."""
-    writer = writers.JobWriter(job_id, store_sink(store, job_id))
+    writer = writers.JobWriter(job_id, BatchingSink(store, job_id))
     writer.session_host = session_host
     writers.bind_process(writer)
     apply_log_levels(log_levels)

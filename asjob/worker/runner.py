@@ -35,7 +35,7 @@ def run_call(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -
     try:
         outcome = _run(store, job_id, call, writer)
     except BaseException as exc:
-        writer.flush_text()
+        writer.flush()
         if transition(store, job_id, JobState.Failed, reason=encode_failure(exc)):
             return JobState.Failed
         return _state_set_elsewhere(store, job_id)
@@ -52,7 +52,7 @@ def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> Jo
     if provider is not None:
         result = provider.finish(result, writer, job_id)
         if result is writers.HANDED_OFF:
-            writer.flush_text()
+            writer.flush()
             return JobState.Running  # the session continues it
     if inspect.isgenerator(result):
         store.update(job_id, output_mode=GENERATOR)
@@ -73,7 +73,7 @@ def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> Jo
                 type_name=type(exc).__qualname__,
                 original_message=str(exc),
             ) from None
-    writer.flush_text()
+    writer.flush()
     if transition(store, job_id, JobState.Completed, records=final):
         return JobState.Completed
     return _state_set_elsewhere(store, job_id)
