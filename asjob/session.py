@@ -171,11 +171,14 @@ class Session:
         return job
 
     def forget(self, job_ids: list[int]) -> None:
-        for key in [k for k in self.live_outputs if k[0] in job_ids]:
+        """Drop what this session holds on removed jobs."""
+        # A copy to look through (one atomic step): running thread jobs add to it meanwhile.
+        for key in [k for k in self.live_outputs.copy() if k[0] in job_ids]:
             self.live_outputs.pop(key, None)
         for job_id in job_ids:
             self._handles.pop(job_id, None)
             self._remote.pop(job_id, None)
+            self._finished.discard(job_id)
 
     def has_detached_running(self) -> bool:
         return any(r.detached and not r.finished for r in self.store.list_jobs(session_id=self.id))

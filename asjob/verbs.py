@@ -22,7 +22,7 @@ from .launching import check_start, start_call
 from .receiving import deliver, take
 from .session import Session, current_session
 from .states import JobState, transition
-from .store.base import CHILDREN
+from .store.base import CHILDREN, JobRecord
 
 T = TypeVar("T")
 JobLike = Job[Any] | int
@@ -136,9 +136,10 @@ def get_job(
             if not any(rec.name.lower() == literal.lower() for rec in records):
                 raise JobNotFoundError(f"no job named {literal!r}")
         records = [rec for rec in records if _matches(rec.name, names)]
-    handles = [session.handle(rec) for rec in sorted(records, key=lambda rec: rec.id)]
+    ordered = sorted(records, key=lambda rec: rec.id)
     return _filter(
-        handles,
+        session,
+        [(session.handle(rec), rec) for rec in ordered],
         state=state,
         command=command,
         has_more_data=has_more_data,
@@ -149,7 +150,8 @@ def get_job(
 
 
 def _filter(
-    jobs: list[Job[Any]],
+    session: Session,
+    jobs: list[tuple[Job[Any], JobRecord]],
     *,
     state: Any,
     command: Any,
@@ -161,9 +163,12 @@ def _filter(
     states = {JobState.parse(s) for s in _as_list(state)}
     commands = _as_list(command)
     if not (states or commands or has_more_data is not None or before or after) and newest is None:
-        return jobs
-    # One store read per job for every filter, not one per property.
-    kept = [(j, j.record()) for j in jobs]
+        return [job for job, _ in jobs]
+    # The records just listed serve every filter; only a job that may be an orphan (unfinished,
+    # and no live process of this session runs it) is read again, to settle it first.
+    kept = [
+        (job, rec if rec.finished or session.is_live(job.id) else job.record()) for job, rec in jobs
+    ]
     if states:
         kept = [(j, r) for j, r in kept if r.state in states]
     if commands:

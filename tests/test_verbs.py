@@ -376,3 +376,27 @@ def test_a_job_is_a_typed_handle(kind: str) -> None:
     job: asjob.Job[int] = asjob.start_job(f.add, 1, 2, kind=kind)
     result: int = job.receive(wait=True)
     assert result == 3
+
+
+def test_filtering_reads_the_listed_records_not_each_job_again(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = [asjob.start_job(f.add, i, 1, kind="thread") for i in range(30)]
+    asjob.wait_job(jobs)
+    newest_two = sorted(jobs, key=lambda j: (j.record().end_time or 0.0, j.id))[-2:]
+    reads: list[int] = []
+    get_job = session.store.get_job
+    monkeypatch.setattr(session.store, "get_job", lambda i: reads.append(i) or get_job(i))
+    assert asjob.get_job(state="completed") == jobs
+    assert asjob.get_job(newest=2) == sorted(newest_two, key=lambda j: j.id)
+    assert reads == []  # one listing served the filters
+
+
+def test_removing_jobs_while_thread_jobs_produce_output_is_safe(session: Session) -> None:
+    producers = [asjob.start_job(f.count, 100_000, 0.0001, kind="thread") for _ in range(4)]
+    for i in range(300):
+        job = asjob.start_job(f.identity, i, kind="thread")
+        assert job.receive(wait=True) == i
+        job.remove()  # looked through the session's live outputs as producers added to them
+        assert not session.knows_finished(job.id)  # nothing kept of a removed job
+    asjob.stop_job(producers)
