@@ -12,10 +12,11 @@ so all its jobs together cause one token request per scope and expiry::
       broker thread ◄── {key, context, scopes} ──────┘
         └─ context's SharedTokenCredential ── token ──► cached in the worker until near expiry
 
-Tokens travel over the socket only: never in a file, argv, environment or log. The socket's
-directory is the user's alone, the peer must be the same user, and a request must carry the
-session's key, which only the in-memory channel to the worker carries. A worker whose session
-has gone (a detached job) gets no answer and uses its own credential instead.
+Tokens travel over the socket only: never in a file, argv, environment or log. On Linux the
+socket is in the abstract namespace (no file, so a killed session leaves nothing behind) and a
+peer must run as the same user; elsewhere it lives in a directory only the user can enter. A
+request must carry the session's key, which only the in-memory channel to the worker carries. A
+worker whose session has gone (a detached job) gets no answer and uses its own credential.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import secrets
 import shutil
 import socket
 import struct
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -82,8 +84,12 @@ class TokenBroker:
     """Serves the tokens of this process's contexts to its workers (one per process)."""
 
     def __init__(self) -> None:
-        self._directory = tempfile.mkdtemp(prefix="asjob-tokens-")  # mode 0700
-        self.path = os.path.join(self._directory, "broker")
+        self._directory: str | None = None
+        if sys.platform.startswith("linux"):
+            self.path = f"\0asjob-tokens-{secrets.token_hex(16)}"
+        else:
+            self._directory = tempfile.mkdtemp(prefix="asjob-tokens-")  # mode 0700
+            self.path = os.path.join(self._directory, "broker")
         self.key = secrets.token_urlsafe(32)
         self._sources: dict[str, SharedTokenCredential] = {}
         self._lock = threading.Lock()
@@ -105,8 +111,13 @@ class TokenBroker:
         if os.getpid() != self._pid:
             return  # a forked child: the directory is its parent's
         with contextlib.suppress(OSError):
+            # Shut down first: it wakes the thread blocked in accept(), which close() alone
+            # does not, and an abstract socket stays reachable while that thread holds it.
+            self._listener.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
             self._listener.close()
-        shutil.rmtree(self._directory, ignore_errors=True)
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
     def _serve(self) -> None:
         while True:
@@ -149,8 +160,8 @@ class TokenBroker:
 
 
 def _same_user(conn: socket.socket) -> bool:
-    """Whether the peer runs as this user (Linux's SO_PEERCRED; elsewhere the private
-    directory and the key are the guard)."""
+    """Whether the peer runs as this user (Linux's SO_PEERCRED; elsewhere the socket's
+    private directory and the key are the guard)."""
     peer_credentials = getattr(socket, "SO_PEERCRED", None)
     if peer_credentials is None:
         return True
