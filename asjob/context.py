@@ -26,6 +26,7 @@ import abc
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -237,7 +238,12 @@ def _load_autosaved() -> Any:
 
 
 def _read(path: Path) -> Context | None:
-    with open(path, encoding="utf-8") as file:
+    # O_NONBLOCK: a FIFO put where the file belongs must not block the open, and every job
+    # start with it; anything but a regular file is refused below.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, encoding="utf-8") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
         saved = json.load(file)
     if not isinstance(saved, dict) or saved.get(_FORMAT_KEY) is None:
         raise ValueError(f"{path} is not a saved asjob context")

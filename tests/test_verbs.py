@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -15,6 +16,7 @@ import pytest
 
 import asjob
 from asjob import JobState
+from asjob import context as asjob_context
 from asjob.session import Session
 from tests import jobfuncs as f
 
@@ -400,3 +402,15 @@ def test_removing_jobs_while_thread_jobs_produce_output_is_safe(session: Session
         job.remove()  # looked through the session's live outputs as producers added to them
         assert not session.knows_finished(job.id)  # nothing kept of a removed job
     asjob.stop_job(producers)
+
+
+def test_an_autosaved_context_that_is_no_regular_file_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fifo = tmp_path / "context.json"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer, and every start with it
+    monkeypatch.setenv("ASJOB_CONTEXT_FILE", str(fifo))
+    monkeypatch.setattr(asjob_context, "_current", asjob_context._UNSET)
+    monkeypatch.setattr(asjob_context, "_autosave", None)
+    assert asjob.get_context() is None
+    assert "is not a regular file" in caplog.text
