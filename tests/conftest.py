@@ -10,6 +10,7 @@ import pytest
 
 import asjob
 from asjob.session import Session
+from tests.cli_support import Cli, cli_runner
 
 
 @pytest.fixture
@@ -39,3 +40,9 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.fixture
+def cli(store_path: Path, tmp_path: Path) -> Iterator[Cli]:
+    """``asjob ...`` in fresh processes on this test's store (see tests.cli_support)."""
+    yield from cli_runner(store_path, tmp_path)

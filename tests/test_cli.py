@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ import pytest
 import asjob
 from tests.cli_support import (
     Cli,
-    cli_runner,
     environment,
     one_line_error,
     wait_for_file,
@@ -27,11 +25,6 @@ from tests.cli_support import (
 pytestmark = pytest.mark.timeout(60)
 
 FN = "tests.jobfuncs_cli"
-
-
-@pytest.fixture
-def cli(store_path: Path, tmp_path: Path) -> Iterator[Cli]:
-    yield from cli_runner(store_path, tmp_path)
 
 
 # -- start -------------------------------------------------------------------------------------
