@@ -284,6 +284,7 @@ def stop_job(jobs: Jobs, *, session: Session | None = None) -> None:
 
 
 def _stop_if_queued(session: Session, job: Job[Any]) -> None:
+    """Stop ``job`` if it has not started (for a fan-out parent: its children that have not)."""
     record = job._record()
     if record.output_mode == CHILDREN and not record.finished:
         for child in job.child_jobs:
@@ -305,9 +306,8 @@ def _stop(session: Session, job: Job[Any]) -> None:
             _stop(session, child)
         transition(store, job.id, JobState.Stopped)  # no-op once the last child settled it
         return
-    session.cancel_queued(job.id)
-    if record.state is JobState.NotStarted and transition(store, job.id, JobState.Stopped):
-        session.job_finished(job.id)
+    if record.state is JobState.NotStarted:
+        _stop_if_queued(session, job)
         return
     if not transition(store, job.id, JobState.Stopping) and (
         store.get_job(job.id).state is not JobState.Stopping  # another stopper got there first
