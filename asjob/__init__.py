@@ -24,6 +24,7 @@ from .errors import (
     JobNotFinishedError,
     JobNotFoundError,
     RemoteTraceback,
+    StartRefusedError,
     StoreError,
     WorkerLostError,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "ProgressRecord",
     "RemoteTraceback",
     "SQLiteStore",
+    "StartRefusedError",
     "StoreError",
     "StreamRecord",
     "WorkerLostError",

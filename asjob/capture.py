@@ -121,6 +121,7 @@ def install_exclusive() -> None:
     for handler in list(root.handlers):
         if handler is not _log_handler:
             root.removeHandler(handler)
+            handler.close()  # this process's copy of it (a log file the script opened)
 
 
 DRAIN_WAIT_S = 1.0

@@ -42,6 +42,14 @@ class JobOptions:
     def __post_init__(self) -> None:
         if self.throttle_limit is not None and self.throttle_limit < 1:
             raise ValueError(f"throttle_limit must be at least 1, not {self.throttle_limit}")
+        if self.throttle_limit is not None and self.detach:
+            # The queue of jobs waiting for a slot lives in the starting process; detached jobs
+            # outlive it, and those still waiting when it exits would never start.
+            raise ValueError(
+                "throttle_limit cannot be combined with detach=True: jobs waiting for a slot "
+                "would never start once this process exits; start at most N detached jobs at "
+                "a time yourself (wait_job(..., any=True)), or keep the starter running"
+            )
 
 
 class AsJobFunction(Generic[P, T]):

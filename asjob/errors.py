@@ -9,6 +9,7 @@ Every error asjob raises derives from :class:`AsJobError` and names the job it i
     ├── JobFailedError                        a worker failure not rebuildable as the original
     │   └── WorkerLostError                   the worker process died (exit code or signal named)
     ├── BackendUnavailableError               a kind or provider whose package is missing
+    ├── StartRefusedError                     a job started where none may start (see below)
     └── StoreError                            the job store cannot be used
 
 The job's own exceptions are *not* wrapped: receiving a Failed job raises the original
@@ -83,3 +84,9 @@ class RemoteTraceback(Exception):
 
 class StoreError(AsJobError):
     """The job store cannot be used: not a database, written by a newer asjob, no permission."""
+
+
+class StartRefusedError(AsJobError):
+    """A job was started where none may start: in a worker process still loading its job's
+    call, or in the fork server. The usual cause is a module that starts jobs when it is
+    imported: loading a job's function imports it there again."""

@@ -15,6 +15,7 @@ import sys
 import threading
 import uuid
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -206,22 +207,27 @@ class Session:
 
 _current: Session | None = None
 _current_lock = threading.Lock()
-# Set while a process must not open a session: the fork server re-running the caller's script
-# (see asjob.worker.main_module), whose asjob calls are the caller's own work, not its own.
-_refusal: type[BaseException] | None = None
+# Set while a process must not open a session: the fork server all its life (re-running the
+# caller's script, whose asjob calls are the caller's own work; importing modules to preload),
+# and a worker until it has loaded its job's call (see asjob.worker.process_main).
+_refusal: Callable[[], BaseException] | None = None
 
 
-def refuse_sessions(refusal: type[BaseException] | None) -> None:
-    """Make :func:`current_session` raise ``refusal`` from now on (``None``: stop refusing)."""
+def refuse_sessions(
+    refusal: Callable[[], BaseException] | None,
+) -> Callable[[], BaseException] | None:
+    """Make :func:`current_session` raise what ``refusal`` makes from now on (``None``: stop
+    refusing); return the refusal this replaces."""
     global _refusal
-    _refusal = refusal
+    previous, _refusal = _refusal, refusal
+    return previous
 
 
 def current_session() -> Session:
     """This interpreter's session, opening the default store on first use."""
     global _current
     if _refusal is not None:
-        raise _refusal
+        raise _refusal()
     with _current_lock:
         if _current is None:
             _current = Session(open_store())

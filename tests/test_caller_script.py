@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 
-def _run(tmp_path: Path, source: str, *args: str, module: bool = False) -> Any:
+def _run(
+    tmp_path: Path,
+    source: str,
+    *args: str,
+    module: bool = False,
+    env: dict[str, str] | None = None,
+) -> Any:
     """Run ``source`` as a script (or with ``-m``) in a fresh interpreter; return the JSON it
     prints last."""
     script = tmp_path / "caller_script.py"
@@ -22,6 +28,7 @@ def _run(tmp_path: Path, source: str, *args: str, module: bool = False) -> Any:
         "ASJOB_STORE": str(tmp_path / "store" / "jobs.db"),
         "ASJOB_CONTEXT_FILE": str(tmp_path / "context.json"),
         "PYTHONPATH": str(tmp_path),
+        **(env or {}),
     }
     target = ["-m", "caller_script"] if module else [str(script)]
     done = subprocess.run(
@@ -177,3 +184,97 @@ def test_classes_of_the_callers_main_script_come_back_as_themselves(tmp_path: Pa
         "MainError: from main",
         "MainError",
     ]
+
+
+def test_a_module_that_starts_a_job_when_imported_gets_a_clear_failure(tmp_path: Path) -> None:
+    # Loading the job's function imports the module again in its worker, where it would start
+    # the job again (and, in the fork server, a server that starts a server...).
+    (tmp_path / "starts_at_import.py").write_text(
+        textwrap.dedent("""
+            from asjob import as_job
+
+            @as_job
+            def work(x):
+                return x * 2
+
+            first = work(1)
+        """)
+    )
+    result = _run(
+        tmp_path,
+        """
+        import json
+        import asjob
+        import starts_at_import
+
+        if __name__ == "__main__":
+            try:
+                outcome = starts_at_import.first.receive(wait=True)
+            except asjob.StartRefusedError as exc:
+                outcome = str(exc)
+            print(json.dumps({"outcome": outcome}))
+        """,
+    )
+    assert "a module that starts jobs when it is imported" in result["outcome"]
+
+
+def test_a_top_level_that_blocks_when_re_run_does_not_block_the_start(tmp_path: Path) -> None:
+    # Single-instance scripts lock a file at the top: the caller holds it while the fork server
+    # re-runs the script, which would wait on it for ever.
+    result = _run(
+        tmp_path,
+        """
+        import fcntl, json, os
+        import asjob
+
+        def work():
+            return "ran"
+
+        lock = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.lock"), "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+        def defined_after_the_lock():
+            return "unreachable"
+
+        first = asjob.start_job(work).receive(wait=True)
+        try:
+            second = asjob.start_job(defined_after_the_lock).receive(wait=True)
+        except AttributeError as exc:
+            second = str(exc)
+        print(json.dumps({"first": first, "second": second}))
+        """,
+        env={"ASJOB_SCRIPT_RERUN_LIMIT": "1"},
+    )
+    assert result["first"] == "ran"
+    assert "was still running its top level after 1 s" in result["second"]
+    assert "caller_script.py, line 9" in result["second"]  # the flock
+
+
+def test_a_function_of_a_packages_main_is_refused_at_the_call(tmp_path: Path) -> None:
+    package = tmp_path / "app_package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(
+        textwrap.dedent("""
+            import json
+            import asjob
+
+            def work():
+                return "ran"
+
+            if __name__ == "__main__":
+                try:
+                    asjob.start_job(work)
+                    outcome = "started"
+                except TypeError as exc:
+                    outcome = str(exc)
+                print(json.dumps({"outcome": outcome}))
+        """)
+    )
+    env = {**os.environ, "ASJOB_STORE": str(tmp_path / "jobs.db"), "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "app_package"], env=env, capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)["outcome"]
+    assert "defined in app_package.__main__, which worker processes cannot import" in outcome

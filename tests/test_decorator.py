@@ -207,6 +207,13 @@ def test_throttle_limit_must_be_positive() -> None:
         asjob.as_job(throttle_limit=0)(f.add)
 
 
+def test_a_throttle_cannot_queue_detached_jobs() -> None:
+    # Its queue lives in the starter: detached jobs waiting in it when the starter exits
+    # would never start.
+    with pytest.raises(ValueError, match="cannot be combined with detach=True"):
+        asjob.as_job(throttle_limit=2, detach=True)(f.add)
+
+
 def test_the_decorator_refuses_what_start_job_refuses_when_it_decorates() -> None:
     with pytest.raises(TypeError, match="as_job needs a callable, not int"):
         asjob.as_job(42)  # type: ignore[call-overload]

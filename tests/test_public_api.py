@@ -32,6 +32,7 @@ def test_every_error_derives_from_one_base() -> None:
         "InvalidJobStateError",
         "WorkerLostError",
         "BackendUnavailableError",
+        "StartRefusedError",
         "StoreError",
     ):
         assert issubclass(getattr(asjob, name), asjob.AsJobError)

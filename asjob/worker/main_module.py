@@ -11,14 +11,39 @@ is everything a job started at that point can refer to.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import types
 from multiprocessing import spawn
 
 from .. import session
+from ..errors import StartRefusedError
 
+RERUN_LIMIT_ENV = "ASJOB_SCRIPT_RERUN_LIMIT"
+DEFAULT_RERUN_LIMIT_S = 30.0
+"""How long the script's top level may run when re-run here (seconds; ``$ASJOB_SCRIPT_RERUN_LIMIT``
+overrides it for a script whose imports take longer)."""
 # Why ``__mp_main__`` may lack a name a job needs, for the worker's error; None if complete.
 incomplete_because: str | None = None
+
+
+def starts_refused() -> StartRefusedError:
+    """What a job start raises in the fork server, and in a worker loading its call."""
+    return StartRefusedError(
+        "cannot start a job while asjob's fork server or a worker process imports the "
+        "modules of a job: a module that starts jobs when it is imported does so there "
+        'again; start them in a function, or under `if __name__ == "__main__":`'
+    )
+
+
+def is_refused_start(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is how a start refused here ended a thread of the script."""
+    return isinstance(exc, (_MainWorkReached, StartRefusedError))
+
+
+class _RerunTooSlow(BaseException):
+    """Raised in the re-run script when its top level has run out of time."""
 
 
 class _MainWorkReached(BaseException):
@@ -34,7 +59,11 @@ def recreate_caller_main(path: str | None, name: str | None, argv: list[str]) ->
     if not name and not path:
         return
     sys.argv[:] = argv
-    session.refuse_sessions(_MainWorkReached)
+    refused_before = session.refuse_sessions(_MainWorkReached)
+    # A top level that blocks here (on a lock the caller holds, on input) would keep the server
+    # from ever starting a worker, and the caller's start from returning: it gets a deadline.
+    timed_before = signal.signal(signal.SIGALRM, _too_slow)
+    signal.setitimer(signal.ITIMER_REAL, _rerun_limit())
     try:
         if name:
             spawn._fixup_main_from_name(name)  # type: ignore[attr-defined]
@@ -43,7 +72,20 @@ def recreate_caller_main(path: str | None, name: str | None, argv: list[str]) ->
     except BaseException as exc:
         incomplete_because = _keep_what_ran(exc, name or path or "")
     finally:
-        session.refuse_sessions(None)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, timed_before)
+        session.refuse_sessions(refused_before)
+
+
+def _rerun_limit() -> float:
+    try:
+        return max(0.1, float(os.environ.get(RERUN_LIMIT_ENV, DEFAULT_RERUN_LIMIT_S)))
+    except ValueError:
+        return DEFAULT_RERUN_LIMIT_S
+
+
+def _too_slow(signum: int, frame: types.FrameType | None) -> None:
+    raise _RerunTooSlow()
 
 
 def _keep_what_ran(exc: BaseException, script: str) -> str:
@@ -63,6 +105,12 @@ def _keep_what_ran(exc: BaseException, script: str) -> str:
         module.__dict__.update(frame.f_globals)
         sys.modules["__main__"] = sys.modules["__mp_main__"] = module
     where = f"{script}, line {line}" if line else script
+    if isinstance(exc, _RerunTooSlow):
+        return (
+            f"{script} was still running its top level after {_rerun_limit():g} s when re-run "
+            f"({where}: waiting on something?), so worker processes know only what it defines "
+            f'before that; put the script\'s main code under `if __name__ == "__main__":`'
+        )
     if isinstance(exc, _MainWorkReached):
         return (
             f'{script} starts its work at module level (no `if __name__ == "__main__":` '

@@ -128,10 +128,21 @@ def dumps_call(call: Call, *, channel: Channel) -> bytes:
 def _check_main(call: Call) -> None:
     module = getattr(call.fn, "__module__", None)
     main = sys.modules.get("__main__")
-    if module == "__main__" and getattr(main, "__file__", None) is None:
+    if module != "__main__":
+        return
+    if getattr(main, "__file__", None) is None:
         raise TypeError(
             f"cannot send {function_name(call.fn)} to a worker process: it was defined "
             "interactively (__main__ has no file); define it in a module, or use kind='thread'"
+        )
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if spec_name == "__main__" or spec_name.endswith(".__main__"):
+        # As multiprocessing, the fork server re-creates a script or a module run with -m,
+        # not a package's __main__ (python -m pkg) nor a zip application's.
+        raise TypeError(
+            f"cannot send {function_name(call.fn)} to a worker process: it is defined in "
+            f"{spec_name}, which worker processes cannot import; define it in another module "
+            "of the package, or use kind='thread'"
         )
 
 

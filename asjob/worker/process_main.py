@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from .. import capture, context
+from .. import capture, context, session
 from .. import writer as writers
 from ..failures import encode_failure
 from ..states import JobState, transition
@@ -44,6 +44,7 @@ def run_worker(
         failure = explain_missing(exc)
         transition(store, job_id, JobState.Failed, reason=encode_failure(failure))
         return False
+    session.refuse_sessions(None)  # the call is loaded: the job itself may start jobs
     # Threads the job starts do not inherit its context variable; in a worker process the
     # whole process belongs to the job, so its context is the process's too.
     context.bind_process_context(call.context)

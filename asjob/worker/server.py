@@ -26,6 +26,7 @@ import gc
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from typing import Any
 from .. import plugins
 from ..errors import JobNotFoundError, WorkerLostError
 from ..failures import encode_failure
+from ..session import refuse_sessions
 from ..states import JobState, transition
 from ..store.sqlite import SQLiteStore
 from . import protocol
@@ -46,7 +48,7 @@ from .forking import (
     release_standard_streams,
     standard_output_discarded,
 )
-from .main_module import recreate_caller_main
+from .main_module import is_refused_start, recreate_caller_main, starts_refused
 from .process_main import SAYS_HANDED_OFF, serve_one_job
 
 
@@ -58,6 +60,13 @@ class _Spare:
     job_w: int
     done_r: int
     forked_at: float
+
+
+def _quiet_about_refused_starts(args: threading.ExceptHookArgs) -> None:
+    """A thread the caller's re-run script started, stopped where it starts a job here: that
+    is the script's main work, not an error to print on the caller's terminal."""
+    if not is_refused_start(args.exc_value):
+        threading.__excepthook__(args)
 
 
 class ForkServer(ForkingServer):
@@ -77,6 +86,10 @@ class ForkServer(ForkingServer):
     # -- set-up ------------------------------------------------------------------------------
 
     def _initialise(self, settings: dict[str, Any]) -> None:
+        # No job starts here, nor in a worker before it has loaded its call: a module that
+        # starts jobs when imported would otherwise make servers that make servers.
+        refuse_sessions(starts_refused)
+        threading.excepthook = _quiet_about_refused_starts
         sys.path[:] = settings["sys_path"]
         self._store = SQLiteStore(settings["store"], initialise=False)
         self._store_path = self._store.path
