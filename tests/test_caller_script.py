@@ -12,18 +12,17 @@ from pathlib import Path
 from typing import Any
 
 
-def _run(
+def _completed(
     tmp_path: Path,
     source: str,
     *args: str,
     module: bool = False,
     env: dict[str, str] | None = None,
-) -> Any:
-    """Run ``source`` as a script (or with ``-m``) in a fresh interpreter; return the JSON it
-    prints last."""
+) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` as a script (or with ``-m``) in a fresh interpreter, successfully."""
     script = tmp_path / "caller_script.py"
     script.write_text(textwrap.dedent(source))
-    env = {
+    environment = {
         **os.environ,
         "ASJOB_STORE": str(tmp_path / "store" / "jobs.db"),
         "ASJOB_CONTEXT_FILE": str(tmp_path / "context.json"),
@@ -34,13 +33,18 @@ def _run(
     done = subprocess.run(
         [sys.executable, *target, *args],
         cwd=tmp_path,
-        env=env,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=90,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return done
+
+
+def _run(tmp_path: Path, source: str, *args: str, **options: Any) -> Any:
+    """The JSON the script prints last (see _completed)."""
+    return json.loads(_completed(tmp_path, source, *args, **options).stdout.splitlines()[-1])
 
 
 _UNGUARDED = """
@@ -278,3 +282,29 @@ def test_a_function_of_a_packages_main_is_refused_at_the_call(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     outcome = json.loads(done.stdout)["outcome"]
     assert "defined in app_package.__main__, which worker processes cannot import" in outcome
+
+
+def test_a_script_whose_first_job_starts_in_a_thread_prints_no_error(tmp_path: Path) -> None:
+    done = _completed(
+        tmp_path,
+        """
+        import json, logging, threading
+        import asjob
+
+        logging.basicConfig(filename="caller.log")  # a handler each worker drops and closes
+
+        def work():
+            return "ran"
+
+        results = []
+        receive = lambda: results.append(asjob.start_job(work).receive(wait=True))
+        runner = threading.Thread(target=receive)
+        runner.start()
+        runner.join()
+        print(json.dumps({"results": results}))
+        """,
+    )
+    assert json.loads(done.stdout) == {"results": ["ran"]}
+    # In the fork server the thread stops where it starts the job: no traceback of that, and
+    # no ResourceWarning for the log file the re-run opened.
+    assert done.stderr == ""
