@@ -6,7 +6,11 @@ the caller's ``sys.argv``, and aliases it as ``__main__``; code under
 ``if __name__ == "__main__":`` does not run. A script without that guard would run its main
 work again here — start its jobs a second time. So the re-run stops at the script's first use of
 asjob's session (any start, get, wait...): what the script defined up to there is kept, which
-is everything a job started at that point can refer to.
+is everything a job started at that point can refer to. A top level still running after the
+deadline (waiting on a lock the caller holds, say) is cut off there the same way.
+
+Outside the re-run, no job may start in the server or in a worker still loading its call
+(:func:`starts_refused`): a module that starts jobs when imported would start them there again.
 """
 
 from __future__ import annotations
