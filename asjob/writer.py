@@ -55,7 +55,7 @@ class JobWriter:
         self._lock = threading.Lock()
         self._pending_text: dict[str, str] = {}
         # Sources still writing text, each drained once before the last partial lines go out
-        # (a worker process's captured file descriptors; see capture.descriptors_captured).
+        # (a worker process's captured file descriptors; see capture.capture_descriptors).
         self._text_sources: list[Callable[[], None]] = []
         self._outputs = 0
         # The store this job is recorded in, set by the runner. Providers use it to record what

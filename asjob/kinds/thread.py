@@ -140,13 +140,16 @@ class ThreadKind:
     # -- stops made by other processes -------------------------------------------------------
 
     def _ensure_watcher(self) -> None:
-        """Start the watcher, or wake it; called with the lock held."""
+        """Start the watcher, or wake it from idling; called with the lock held, the job just
+        added. Only the first job after an idle spell wakes it: a burst of starts must not make
+        a burst of store reads."""
         if self._watcher is None and not self._closed:
             self._watcher = threading.Thread(
                 target=self._watch, name="asjob-thread-job-watcher", daemon=True
             )
             self._watcher.start()
-        self._watching.notify_all()
+        if len(self._writers) == 1:
+            self._watching.notify_all()
 
     def _watch(self) -> None:
         while True:
