@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,3 +47,11 @@ def pid_alive(pid: int) -> bool:
 def cli(store_path: Path, tmp_path: Path) -> Iterator[Cli]:
     """``asjob ...`` in fresh processes on this test's store (see tests.cli_support)."""
     yield from cli_runner(store_path, tmp_path)
+
+
+def new_job_thread(before: set[threading.Thread], job_id: int) -> threading.Thread:
+    """The thread running thread job ``job_id``, started since ``before``: ids restart with
+    each test's store, and an earlier test's abandoned job thread may still bear the name."""
+    name = f"asjob-thread-job-{job_id}"
+    [thread] = [t for t in threading.enumerate() if t not in before and t.name == name]
+    return thread

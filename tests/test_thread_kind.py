@@ -13,6 +13,7 @@ import pytest
 import asjob
 from asjob.session import Session
 from tests import jobfuncs as f
+from tests.conftest import new_job_thread
 
 
 def test_a_thread_job_cannot_be_detached(session: Session) -> None:
@@ -52,8 +53,9 @@ def test_an_abandoned_thread_job_removed_meanwhile_ends_quietly(
 ) -> None:
     unhandled: list[BaseException | None] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: unhandled.append(args.exc_value))
+    before = set(threading.enumerate())
     job = asjob.start_job(f.sleep_then, 0.3, kind="thread")
-    [thread] = [t for t in threading.enumerate() if t.name == f"asjob-thread-job-{job.id}"]
+    thread = new_job_thread(before, job.id)
     asjob.remove_job(job, force=True)
     thread.join(10)
     assert not thread.is_alive()
@@ -63,8 +65,9 @@ def test_an_abandoned_thread_job_removed_meanwhile_ends_quietly(
 def test_a_stop_from_another_process_raises_a_thread_jobs_stopping_flag(
     session: Session, store_path: Path
 ) -> None:
+    before = set(threading.enumerate())
     job = asjob.start_job(f.cooperative, 60, kind="thread")
-    [thread] = [t for t in threading.enumerate() if t.name == f"asjob-thread-job-{job.id}"]
+    thread = new_job_thread(before, job.id)
     stopped = subprocess.run(
         [sys.executable, "-m", "asjob", "stop", str(job.id)],
         capture_output=True,

@@ -20,6 +20,7 @@ from tenacity import stop_after_attempt
 
 import asjob
 from asjob.session import Session
+from tests.conftest import new_job_thread
 
 from . import azurefuncs as f
 
@@ -50,13 +51,6 @@ def wait_until(predicate: Callable[[], bool], seconds: float = 15) -> None:
 
 def sent_since(arm: ArmEmulator, moment: float) -> list[tuple[str, str, int]]:
     return [(q["method"], q["path"], q["status"]) for q in arm.requests() if q["time"] > moment]
-
-
-def new_job_thread(before: set[threading.Thread], job_id: int) -> threading.Thread:
-    """The thread running thread job ``job_id`` (ids restart with each test's store)."""
-    name = f"asjob-thread-job-{job_id}"
-    [thread] = [t for t in threading.enumerate() if t not in before and t.name == name]
-    return thread
 
 
 def test_a_stopped_thread_job_does_not_send_its_put_again(
