@@ -25,6 +25,7 @@ from asjob import JobState
 from asjob.errors import RemoteTraceback
 from asjob.kinds.dask import DaskKind
 from asjob.kinds.dask import cluster as dask_cluster
+from asjob.kinds.dask.backend import DaskBackend
 from asjob.kinds.dask.loopback import LoopbackCluster, stop_loopback_cluster
 from asjob.session import Session
 from asjob.worker.dask_runner import FINAL_TO_CHANNEL_LIMIT
@@ -325,7 +326,9 @@ def test_a_detached_job_that_ended_while_nobody_watched_is_seen_ended_at_once(
     assert started.returncode == 0, started.stderr
     [job] = asjob.get_job(id=int(started.stdout))
     with d.client(cluster.address) as dask_client:  # until the task has ended on the cluster
-        _wait_for(lambda: dask_client.get_dataset(dask_client.list_datasets()[0]).done())
+        [name] = dask_client.list_datasets()
+        # One future, held: a report of its end reaches only a future that exists by then.
+        dask_client.get_dataset(name).result(timeout=20)
     # The first look collects the end: no stale Running, no empty first receive.
     assert asjob.wait_job(job, timeout=0) == [job]
     assert job.receive() == [0, 1, 2]
@@ -431,31 +434,70 @@ def test_without_the_dask_extra_the_error_says_what_to_install(
     assert asjob.get_job() == []
 
 
-def test_nothing_is_left_on_the_cluster(cluster: LoopbackCluster) -> None:
-    """What earlier tests' jobs used on the scheduler (claims, published tasks, queues) is gone
-    once they have ended."""
+def _leftovers(dask_scheduler: Any) -> list[str]:
+    """What jobs use on the scheduler while they run: claims, published tasks, queues."""
+    extensions = dask_scheduler.extensions
+    return [
+        *(f"claim {name}" for name, holders in extensions["multi_locks"].locks.items() if holders),
+        *(f"dataset {name}" for name in extensions["publish"].datasets),
+        *(
+            f"queue {name}"
+            for name in extensions["queues"].queues
+            if str(name).startswith("asjob-job-")
+        ),
+    ]
 
-    def leftovers(dask_scheduler: Any) -> list[str]:
-        extensions = dask_scheduler.extensions
-        return [
-            *(
-                f"claim {name}"
-                for name, holders in extensions["multi_locks"].locks.items()
-                if holders
-            ),
-            *(f"dataset {name}" for name in extensions["publish"].datasets),
-            *(
-                f"queue {name}"
-                for name in extensions["queues"].queues
-                if str(name).startswith("asjob-job-")
-            ),
-        ]
+
+def _left_on(cluster: LoopbackCluster, naming: str = "", seconds: float = 10) -> list[str]:
+    """The leftovers on ``cluster`` (those whose names contain ``naming``) once they are gone,
+    or after ``seconds`` if they stay."""
+
+    def left() -> list[str]:
+        return [x for x in dask_client.run_on_scheduler(_leftovers) if naming in x]
 
     with d.client(cluster.address) as dask_client:
-        deadline = time.monotonic() + 10
-        while (left := dask_client.run_on_scheduler(leftovers)) and time.monotonic() < deadline:
+        deadline = time.monotonic() + seconds
+        while (found := left()) and time.monotonic() < deadline:
             time.sleep(0.05)
-    assert left == []
+    return found
+
+
+def test_a_session_closed_as_its_adopted_job_ends_still_tidies_the_cluster(
+    dask: DaskKind,
+    cluster: LoopbackCluster,
+    session: Session,
+    store_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The session may close (its script exits) right after the job's end was recorded, while
+    the job's claim, published task and queue are still being removed from the scheduler."""
+    started = _python(
+        f"""
+        import asjob
+        from asjob.kinds.dask import DaskKind
+        from tests import jobfuncs
+        print(asjob.start_job(jobfuncs.count, 3, kind=DaskKind({cluster.address!r}),
+                              detach=True).id)
+    """,
+        store_path,
+    )
+    assert started.returncode == 0, started.stderr
+    tidy_up = DaskBackend._clean_up
+
+    def slow_tidy_up(backend: DaskBackend, watch: Any) -> None:
+        time.sleep(0.5)  # a loaded machine: the session closes meanwhile
+        tidy_up(backend, watch)
+
+    monkeypatch.setattr(DaskBackend, "_clean_up", slow_tidy_up)
+    [job] = asjob.get_job(id=int(started.stdout))
+    assert job.receive(wait=True) == [0, 1, 2]
+    session.close()
+    assert _left_on(cluster, naming=job.instance_id.hex) == []
+
+
+def test_nothing_is_left_on_the_cluster(cluster: LoopbackCluster) -> None:
+    """What earlier tests' jobs used on the scheduler is gone once they have ended."""
+    assert _left_on(cluster) == []
 
 
 # -- a worker dies (last: the nanny restarts it, which takes a moment) ---------------------------

@@ -363,9 +363,8 @@ class DaskBackend:
 
     def close(self) -> None:
         with self._connecting:
-            self._closed = True
+            self._closed = True  # no new connections; those here serve clean-ups until closed
             clusters = dict(self._clusters)
-            self._clusters.clear()
         with self._lock:
             # Settled, their tasks not yet ended: this client's going releases their tasks, so
             # Dask cannot run them again, and their claims go now.
@@ -380,3 +379,5 @@ class DaskBackend:
                     cluster.release_claim(watch.claim)
         for cluster in clusters.values():
             cluster.close()
+        with self._connecting:
+            self._clusters.clear()

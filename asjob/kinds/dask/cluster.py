@@ -44,6 +44,8 @@ DEFAULT_PORT = 8786  # a scheduler's, when an address names none (as distributed
 POLL_S = 0.05
 RETRY_S = 0.5
 CLOSE_WAIT_S = 2.0
+# Handling a task's end may wait for the job's last records (backend.SETTLE_WAIT_S) first.
+HANDLING_END_WAIT_S = 10.0
 _WAKE = b""  # put in the inbox to wake its thread; never a batch
 
 OnBatch = Callable[[str, int, list[tuple[Any, ...]], bool], None]
@@ -130,6 +132,8 @@ class Cluster:
         self._polls: dict[str, Poll] = {}
         self._releasing: set[concurrent.futures.Future[None]] = set()
         self._lock = threading.Lock()
+        # Held while a task's end is handled: its clean-up on the cluster needs the client.
+        self._handling_end = threading.Lock()
         self._closing = False
         self._threads = [
             threading.Thread(target=self._listen, name="asjob-dask-inbox", daemon=True),
@@ -243,12 +247,13 @@ class Cluster:
                 future = next(self._completed)
             except StopIteration:
                 continue
-            if self._closing:
-                continue
-            try:
-                self._on_done(future)
-            except Exception:  # one job's trouble must not end the thread serving all
-                log.exception("settling the Dask task %s failed", future.key)
+            with self._handling_end:
+                if self._closing:
+                    continue
+                try:
+                    self._on_done(future)
+                except Exception:  # one job's trouble must not end the thread serving all
+                    log.exception("settling the Dask task %s failed", future.key)
             # Its key is released now, not once the next task has ended (its result would stay
             # in its worker's memory until then).
             del future
@@ -258,6 +263,11 @@ class Cluster:
     def close(self) -> None:
         """Stop listening and disconnect. Detached jobs go on: their tasks are published."""
         self._closing = True
+        # A task's end being handled now is seen through first (the job recorded as ended,
+        # its script may exit at once): its claim, published task and queue would stay behind.
+        on_result_thread = threading.current_thread() is self._threads[1]
+        if not on_result_thread and self._handling_end.acquire(timeout=HANDLING_END_WAIT_S):
+            self._handling_end.release()
         # A scheduler that has gone away (its cluster was shut down first) gets no requests:
         # each would wait out the connection timeout.
         connected = self.client.status == "running"
