@@ -46,10 +46,18 @@ class Job(Generic[T]):
     def _record(self) -> JobRecord:
         """The job's record now, with an orphaned job (its worker or session died without
         reporting) settled as Failed first."""
-        store = self._session.store
-        record = store.get_job(self.id)
-        if not record.finished and not self._session.is_live(self.id):
-            record = _settle_orphan(self._session, record)
+        return self.current(self._session.store.get_job(self.id))
+
+    def current(self, record: JobRecord) -> JobRecord:
+        """``record``, just read or listed, if it still says how the job stands; else the job's
+        record now, an orphan settled as Failed first. Asking whether this session watches the
+        job may adopt it (a detached remote job), which collects its end if it has ended."""
+        session = self._session
+        if not record.finished:
+            if not session.is_live(self.id):
+                record = _settle_orphan(session, record)
+            elif session.knows_finished(self.id):  # it ended since the read
+                record = session.store.get_job(self.id)
         if record.finished:
             self._final = record
         return record

@@ -164,11 +164,9 @@ def _filter(
     commands = _as_list(command)
     if not (states or commands or has_more_data is not None or before or after) and newest is None:
         return [job for job, _ in jobs]
-    # The records just listed serve every filter; only a job that may be an orphan (unfinished,
-    # and no live process of this session runs it) is read again, to settle it first.
-    kept = [
-        (job, rec if rec.finished or session.is_live(job.id) else job.record()) for job, rec in jobs
-    ]
+    # The records just listed serve every filter; a job is read again only if it may be an
+    # orphan (to settle it first) or has ended since (an adopted detached job, say).
+    kept = [(job, job.current(rec)) for job, rec in jobs]
     if states:
         kept = [(j, r) for j, r in kept if r.state in states]
     if commands:

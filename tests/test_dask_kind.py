@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 import asjob
-from asjob import JobState
+from asjob import Job, JobState
 from asjob.errors import RemoteTraceback
 from asjob.kinds.dask import DaskKind
 from asjob.kinds.dask import cluster as dask_cluster
@@ -313,6 +313,34 @@ def test_a_detached_job_is_received_by_another_process(
 def test_a_detached_job_that_ended_while_nobody_watched_is_seen_ended_at_once(
     dask: DaskKind, cluster: LoopbackCluster, store_path: Path
 ) -> None:
+    job = _detached_count_that_has_ended(cluster, store_path)
+    # The first look collects the end: no stale Running, no empty first receive.
+    assert asjob.wait_job(job, timeout=0) == [job]
+    assert job.receive() == [0, 1, 2]
+
+
+def test_a_detached_job_that_ended_while_nobody_watched_is_not_listed_as_running(
+    dask: DaskKind, cluster: LoopbackCluster, store_path: Path
+) -> None:
+    job = _detached_count_that_has_ended(cluster, store_path)
+    # As `asjob get --state Running` asks, in a later step of a pipeline.
+    assert asjob.get_job(state="Running", all_sessions=True) == []
+    assert asjob.get_job(state="Completed", all_sessions=True) == [job]
+
+
+def _detached_count_that_has_ended(cluster: LoopbackCluster, store_path: Path) -> Job[Any]:
+    """A job counting to 3, started detached by a process that has exited, once it has ended
+    on the cluster (nobody has looked at it since its start)."""
+    job = _detached_count(cluster, store_path)
+    with d.client(cluster.address) as dask_client:
+        [name] = dask_client.list_datasets()
+        # One future, held: a report of its end reaches only a future that exists by then.
+        dask_client.get_dataset(name).result(timeout=20)
+    return job
+
+
+def _detached_count(cluster: LoopbackCluster, store_path: Path) -> Job[Any]:
+    """A job counting to 3, started detached by a process that has exited since."""
     started = _python(
         f"""
         import asjob
@@ -325,13 +353,7 @@ def test_a_detached_job_that_ended_while_nobody_watched_is_seen_ended_at_once(
     )
     assert started.returncode == 0, started.stderr
     [job] = asjob.get_job(id=int(started.stdout))
-    with d.client(cluster.address) as dask_client:  # until the task has ended on the cluster
-        [name] = dask_client.list_datasets()
-        # One future, held: a report of its end reaches only a future that exists by then.
-        dask_client.get_dataset(name).result(timeout=20)
-    # The first look collects the end: no stale Running, no empty first receive.
-    assert asjob.wait_job(job, timeout=0) == [job]
-    assert job.receive() == [0, 1, 2]
+    return job
 
 
 def test_an_ending_session_stops_its_jobs_on_the_cluster(
@@ -471,17 +493,7 @@ def test_a_session_closed_as_its_adopted_job_ends_still_tidies_the_cluster(
 ) -> None:
     """The session may close (its script exits) right after the job's end was recorded, while
     the job's claim, published task and queue are still being removed from the scheduler."""
-    started = _python(
-        f"""
-        import asjob
-        from asjob.kinds.dask import DaskKind
-        from tests import jobfuncs
-        print(asjob.start_job(jobfuncs.count, 3, kind=DaskKind({cluster.address!r}),
-                              detach=True).id)
-    """,
-        store_path,
-    )
-    assert started.returncode == 0, started.stderr
+    job = _detached_count(cluster, store_path)
     tidy_up = DaskBackend._clean_up
 
     def slow_tidy_up(backend: DaskBackend, watch: Any) -> None:
@@ -489,7 +501,6 @@ def test_a_session_closed_as_its_adopted_job_ends_still_tidies_the_cluster(
         tidy_up(backend, watch)
 
     monkeypatch.setattr(DaskBackend, "_clean_up", slow_tidy_up)
-    [job] = asjob.get_job(id=int(started.stdout))
     assert job.receive(wait=True) == [0, 1, 2]
     session.close()
     assert _left_on(cluster, naming=job.instance_id.hex) == []
