@@ -16,16 +16,20 @@ A finished job never changes state again, so the resumed wait runs as a *new* jo
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 from . import plugins
 from .context import resolve_context
-from .errors import BackendUnavailableError, InvalidJobStateError
+from .errors import BackendUnavailableError, InvalidJobStateError, JobNotFoundError
 from .job import Job
 from .launching import commit, prepare
-from .session import current_session
+from .session import Session, current_session
 from .states import JobState
+
+# The key, in a resumed job's resume_data, of the job that continues its work.
+RESUMED_AS = "resumed_as"
 
 
 def resume_job(
@@ -39,7 +43,9 @@ def resume_job(
     the CLI's ``asjob resume`` needs) continues in a process: a thread cannot outlive it.
 
     Raises :class:`~asjob.errors.InvalidJobStateError` when the job is still running with a live
-    worker, has completed, or recorded nothing to resume.
+    worker, has completed, recorded nothing to resume, or was resumed already by a job that is
+    still waiting or has completed. (Two resumes at the same instant may both start: each then
+    waits on the same operation, neither starts it again.)
     """
     session = current_session()
     job_id = job.id if isinstance(job, Job) else job
@@ -56,6 +62,7 @@ def resume_job(
             f"job {job_id} has completed: receive its result instead of resuming it", job_id
         )
     resume_data = record.resume_data or "{}"
+    data = json.loads(resume_data)
     provider_name = plugins.resume_provider_name(resume_data)
     if not provider_name:
         raise InvalidJobStateError(
@@ -76,6 +83,7 @@ def resume_job(
             f"job {job_id} needs the {provider_name!r} provider to resume; it is not installed",
             job_id,
         )
+    _check_not_resumed(session, job_id, data)
     call = provider.resume_call(resume_data, resolve_context(context) if context else None)
     prepared = prepare(
         session,
@@ -87,7 +95,35 @@ def resume_job(
     )
     prepared.job_type_name = record.job_type_name
     prepared.command = record.command
-    return commit(session, prepared)
+    resumed = commit(session, prepared)
+    # Marked after the start: a start that fails leaves the job free to be resumed again.
+    session.store.update(job_id, resume_data=json.dumps({**data, RESUMED_AS: resumed.id}))
+    return resumed
+
+
+def _check_not_resumed(session: Session, job_id: int, data: dict[str, Any]) -> None:
+    """Refuse a second resume while the first one's job waits on the work or has its result:
+    both would wait on the same operation. One that failed, was stopped or was removed leaves
+    the job free to be resumed again."""
+    earlier = data.get(RESUMED_AS)
+    if not isinstance(earlier, int):
+        return
+    try:
+        state = session.handle(session.store.get_job(earlier)).record().state
+    except JobNotFoundError:
+        return
+    if state is JobState.Completed:
+        raise InvalidJobStateError(
+            f"job {job_id} was resumed as job {earlier}, which has completed: receive job "
+            f"{earlier} instead",
+            job_id,
+        )
+    if state not in (JobState.Failed, JobState.Stopped):
+        raise InvalidJobStateError(
+            f"job {job_id} is being resumed as job {earlier} ({state}): wait for job {earlier}, "
+            "or stop it to resume again",
+            job_id,
+        )
 
 
 def _resumed_kind(original: str, detach: bool) -> str:

@@ -172,3 +172,21 @@ def test_resume_refuses_a_job_with_nothing_to_resume(arm: ArmEmulator) -> None:
     job.stop()
     with pytest.raises(asjob.InvalidJobStateError, match="no work to resume"):
         asjob.resume_job(job)
+
+
+def test_a_job_is_resumed_once_at_a_time(arm: ArmEmulator, session: Session) -> None:
+    job = start_slow_create(arm, "vm-once", seconds=1.5)
+    wait_for_resume_data(session, job.id)
+    job.stop()
+
+    first = asjob.resume_job(job.id)
+    with pytest.raises(asjob.InvalidJobStateError, match=f"being resumed as job {first.id}"):
+        asjob.resume_job(job.id)  # two waits on one operation
+    first.stop()
+    second = asjob.resume_job(job.id)  # the first gave up: resumed again
+    assert second.receive(wait=True).name == "vm-once"
+    with pytest.raises(asjob.InvalidJobStateError, match=f"receive job {second.id} instead"):
+        asjob.resume_job(job.id)
+    asjob.remove_job(second)
+    assert asjob.resume_job(job.id).receive(wait=True).name == "vm-once"  # its result was lost
+    assert f.requests_of(arm, "PUT") == [201]
