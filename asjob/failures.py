@@ -15,6 +15,7 @@ import pickle
 import traceback
 from typing import Any
 
+from . import redaction
 from .errors import JobFailedError, RemoteTraceback
 
 FORMAT_VERSION = 1
@@ -22,7 +23,7 @@ FORMAT_VERSION = 1
 
 def _picklable(value: Any) -> bool:
     try:
-        pickle.dumps(value)
+        redaction.dumps(value)
     except Exception:
         return False
     return True
@@ -54,7 +55,7 @@ def encode_failure(exc: BaseException) -> bytes:
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(cls, exc, exc.__traceback__)),
     }
-    return pickle.dumps(description)
+    return redaction.dumps(description)  # it is stored: no request's credentials with it
 
 
 def failure_type_name(blob: bytes) -> str:

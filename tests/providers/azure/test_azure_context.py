@@ -15,6 +15,7 @@ import psutil
 import pytest
 from asjob.providers.azure import AzureContext, CredentialReference, connect_azure
 from asjob.providers.azure.emulator import ArmEmulator
+from azure.core.exceptions import ResourceExistsError
 from azure.identity import (
     ClientSecretCredential,
     CredentialUnavailableError,
@@ -212,6 +213,35 @@ def test_a_vm_password_is_not_in_the_recorded_continuation_token(
     token = base64.b64decode(saved["continuation_token"])
     assert b"azureuser" in token  # the first response's body is in the token...
     assert password.encode() not in token  # ...but, as from ARM, never the password
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_a_failed_call_stores_neither_its_access_token_nor_what_it_sent(
+    arm: ArmEmulator, session: Session, store_path: Path, kind: str
+) -> None:
+    password = "Pw-" + os.urandom(8).hex()
+    context = connect_azure(f.SUBSCRIPTION, base_url=arm.base_url, polling_interval=0.05)
+    parameters = f.body("vm-refused")
+    parameters["properties"]["osProfile"] = {"adminUsername": "u", "adminPassword": password}
+    arm.inject_fault(409, method="PUT", code="Conflict", message="Injected conflict.")
+    compute = context.client(ComputeManagementClient)
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update, kind=kind)(
+        f.GROUP, "vm-refused", parameters
+    )
+    with pytest.raises(ResourceExistsError) as info:
+        job.receive(wait=True, keep=True)
+    token = context.token_credential.get_token(context.arm_scope).token.encode()
+
+    # The SDK's own error, with what it reports; the request it answered, without credentials.
+    assert info.value.status_code == 409 and info.value.error.code == "Conflict"
+    request = info.value.response.request
+    assert request.method == "PUT" and "vm-refused" in request.url
+    assert request.headers["Authorization"] == "REDACTED"
+    assert request.headers["Accept"] == "application/json"
+    session.close()  # everything written
+    for path in store_path.parent.iterdir():
+        stored = _read(str(path))
+        assert token not in stored and password.encode() not in stored, path
 
 
 def test_only_a_local_workers_payload_carries_the_credential_object(arm: ArmEmulator) -> None:

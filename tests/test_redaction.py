@@ -1,0 +1,69 @@
+"""A stored failure keeps the HTTP requests its exception carries without their credentials."""
+
+from __future__ import annotations
+
+import requests
+from azure.core.rest import HttpRequest
+
+from asjob.failures import decode_failure, encode_failure
+from asjob.redaction import REDACTED, redacted_url
+
+
+class CallFailed(Exception):
+    def __init__(self, message: str, response: requests.Response) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+def _failed_call() -> CallFailed:
+    request = requests.Request(
+        "PUT",
+        "https://example.invalid/vms/vm1?api-version=2024-07-01&sig=abc123",
+        headers={"Authorization": "Bearer t0ken", "X-Ms-Client-Request-Id": "r1"},
+        cookies={"session": "c00kie"},
+        json={"adminPassword": "pa55"},
+    ).prepare()
+    response = requests.Response()
+    response.status_code = 409
+    response.request = request
+    response.headers["Retry-After"] = "3"
+    response._content = b'{"error": {"code": "Conflict"}}'
+    return CallFailed("conflict", response)
+
+
+def test_a_request_in_a_failure_loses_its_credentials_and_body_only() -> None:
+    stored = encode_failure(_failed_call())
+    for secret in (b"t0ken", b"c00kie", b"pa55", b"abc123"):
+        assert secret not in stored
+
+    rebuilt = decode_failure(stored)
+    assert isinstance(rebuilt, CallFailed) and str(rebuilt) == "conflict"
+    response = rebuilt.response
+    assert response.status_code == 409 and response.headers["Retry-After"] == "3"
+    assert response.json() == {"error": {"code": "Conflict"}}
+    request = response.request
+    assert request.method == "PUT" and request.body is None
+    assert request.headers["authorization"] == REDACTED  # still case-insensitive
+    assert request.headers["X-Ms-Client-Request-Id"] == "r1"
+    assert request.url == "https://example.invalid/vms/vm1?api-version=2024-07-01&sig=REDACTED"
+
+
+def test_the_live_exception_keeps_its_request() -> None:
+    failed = _failed_call()
+    encode_failure(failed)
+    assert failed.response.request.headers["Authorization"] == "Bearer t0ken"
+
+
+def test_an_azure_core_request_is_redacted() -> None:
+    request = HttpRequest(
+        "POST", "http://127.0.0.1/token", headers={"X-IDENTITY-HEADER": "h"}, data={"s": "v"}
+    )
+    rebuilt = decode_failure(encode_failure(ValueError(request)))
+    [kept] = rebuilt.args
+    assert kept.headers["X-IDENTITY-HEADER"] == REDACTED
+    assert kept.content is None and kept.url == "http://127.0.0.1/token"
+
+
+def test_a_url_without_credentials_is_kept_as_it_is() -> None:
+    url = "https://management.azure.com/subscriptions/s?api-version=2024-07-01&$top=5"
+    assert redacted_url(url) == url
