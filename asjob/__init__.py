@@ -26,6 +26,7 @@ from .errors import (
     RemoteTraceback,
     StartRefusedError,
     StoreError,
+    UnsafeFileError,
     WorkerLostError,
 )
 from .formatting import format_jobs
@@ -59,6 +60,7 @@ __all__ = [
     "StartRefusedError",
     "StoreError",
     "StreamRecord",
+    "UnsafeFileError",
     "WorkerLostError",
     "__version__",
     "as_job",

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import platformdirs
 
 from .errors import BackendUnavailableError
+from .private_files import check_private, make_private_directory
 
 CONTEXT_FILE_ENV = "ASJOB_CONTEXT_FILE"
 FORMAT_VERSION = 1
@@ -238,6 +239,7 @@ def _load_autosaved() -> Any:
 
 
 def _read(path: Path) -> Context | None:
+    check_private(path, "the saved context")  # it names where access tokens are sent
     # O_NONBLOCK: a FIFO put where the file belongs must not block the open, and every job
     # start with it; anything but a regular file is refused below.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -274,7 +276,8 @@ def write_private_file(path: Path, text: str) -> None:
     A reader never sees a half-written file: the text goes to a private temporary file in the
     same directory, reaches the disk, then is renamed over ``path``.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_directory(path.parent)
+    check_private(path, "the saved context")
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)

@@ -10,7 +10,8 @@ Every error asjob raises derives from :class:`AsJobError` and names the job it i
     │   └── WorkerLostError                   the worker process died (exit code or signal named)
     ├── BackendUnavailableError               a kind or provider whose package is missing
     ├── StartRefusedError                     a job started where none may start (see below)
-    └── StoreError                            the job store cannot be used
+    ├── StoreError                            the job store cannot be used
+    └── UnsafeFileError (a PermissionError)   a store or saved context other users could replace
 
 The job's own exceptions are *not* wrapped: receiving a Failed job raises the original
 exception, chained to a :class:`RemoteTraceback` that carries the worker's traceback text.
@@ -90,3 +91,9 @@ class StartRefusedError(AsJobError):
     """A job was started where none may start: in a worker process still loading its job's
     call, or in the fork server. The usual cause is a module that starts jobs when it is
     imported: loading a job's function imports it there again."""
+
+
+class UnsafeFileError(AsJobError, PermissionError):
+    """A file that holds job data (the store, a saved context) is owned by another user, or
+    lies in a directory others can write to: they could read it or put their own in its
+    place, and asjob refuses to use it. See :mod:`asjob.private_files`."""

@@ -96,13 +96,15 @@ def test_a_store_readable_by_others_is_made_owner_only(cli: Cli) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
-def test_another_users_store_keeps_its_mode(tmp_path: Path) -> None:
+def test_another_users_store_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     asjob.SQLiteStore(path)
     path.chmod(0o644)
-    os.chown(path, 65534, -1)  # nobody's
-    asjob.SQLiteStore(path)
-    assert _mode(path) == 0o644
+    os.chown(path, 65534, -1)  # nobody's: its pickles could be anything
+    before = path.read_bytes()
+    with pytest.raises(asjob.UnsafeFileError, match="owned by user 'nobody'"):
+        asjob.SQLiteStore(path)
+    assert _mode(path) == 0o644 and path.read_bytes() == before
 
 
 # -- an unwritable store ---------------------------------------------------------------------

@@ -34,7 +34,9 @@ def test_every_error_derives_from_one_base() -> None:
         "BackendUnavailableError",
         "StartRefusedError",
         "StoreError",
+        "UnsafeFileError",
     ):
         assert issubclass(getattr(asjob, name), asjob.AsJobError)
     assert issubclass(asjob.JobNotFoundError, LookupError)
+    assert issubclass(asjob.UnsafeFileError, PermissionError)
     assert asjob.JobNotFoundError("gone", 7).job_id == 7

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from ..errors import JobNotFoundError, StoreError
+from ..errors import JobNotFoundError, StoreError, UnsafeFileError
+from ..private_files import check_private, make_private_directory
 from ..states import JobState
 from .base import (
     SCHEMA_VERSION,
@@ -164,8 +165,11 @@ def _process_lock(path: Path) -> threading.Lock:
 
 
 def create_private_file(path: Path) -> None:
-    """Create ``path`` (and its directory) readable by the owner only, if it does not exist."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create ``path`` (and its directory) readable by the owner only, if it does not exist;
+    refuse a store other users could replace (see :mod:`asjob.private_files`)."""
+    make_private_directory(path.parent)
+    for own in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        check_private(own, "the job store")
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
 
@@ -189,6 +193,8 @@ class SQLiteStore:
         existed = self._path.exists()
         try:
             create_private_file(self._path)
+        except UnsafeFileError:
+            raise
         except OSError as exc:
             raise StoreError(self._open_failure(exc, existed)) from None
         try:
