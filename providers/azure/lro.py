@@ -43,6 +43,10 @@ RESUME_FORMAT = 1
 # no request). Not more often: a hundred job threads waking ten times a second would fight
 # over the GIL.
 STATUS_CHECK_S = 0.5
+# How long a worker waits for its poller's thread to end before it hands the wait off.
+RELEASE_WAIT_S = 0.5
+# Statuses of an operation that has ended (azure-core's, in lower case).
+_TERMINAL = frozenset({"succeeded", "failed", "canceled", "cancelled"})
 
 
 def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
@@ -58,14 +62,20 @@ def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
     if operation is None:  # a function returned the poller: describe_call never saw it
         operation = operation_of(poller)
         fields["job_type_name"] = JOB_TYPE_NAME
-    if not poller.done() and not writer.resume_recorded:
+    unpolled = bool(getattr(poller, "_asjob_unpolled", False))  # see SdkMethod.__call__
+    if (unpolled or not poller.done()) and not writer.resume_recorded:
         data = resume_data(poller, operation)
         if data is not None:
-            if writer.can_hand_off:
+            if writer.can_hand_off and (unpolled or _nothing_seen_yet(poller)):
                 # Only polls are left: a thread of the session does them for a fraction of
                 # what this process costs, with the connection the session already has.
                 return writer.hand_off(data, **fields)
             fields["resume_data"] = data
+    if unpolled and operation.method is not None:  # no hand-off after all: poll here
+        poller = operation.method.continue_from(poller.continuation_token())
+        thread = getattr(poller, "_thread", None)
+        if isinstance(thread, threading.Thread):
+            retries.works_for(thread, writer)
     if fields:
         record_while_running(writer, job_id, fields)
 
@@ -87,6 +97,19 @@ def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
     if writer.stopping:
         return None  # the wait ends; the operation goes on in Azure
     return poller.result()
+
+
+def _nothing_seen_yet(poller: LROPoller[Any]) -> bool:
+    """End the poller's own polling, and say whether it ended without seeing the operation
+    end: a poll it sent just before may have, and that is then the job's outcome (a hand-off
+    would lose it). A poller in a pause ends at its next request; waiting longer for it would
+    keep this process for nothing."""
+    thread = getattr(poller, "_thread", None)
+    if not isinstance(thread, threading.Thread):
+        return not poller.done()
+    retries.release(thread)
+    thread.join(RELEASE_WAIT_S)
+    return thread.is_alive() or str(poller.status()).lower() not in _TERMINAL
 
 
 def record_while_running(writer: JobWriter, job_id: int, fields: dict[str, Any]) -> bool:

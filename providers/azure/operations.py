@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.polling import LROPoller
+from azure.mgmt.core.polling.arm_polling import ARMPolling
 
 from asjob.context import current_context
+from asjob.writer import active_writer
 
 from .context import AzureContext, Origin, _Live
 from .credentials import reference_of
@@ -90,11 +92,44 @@ class SdkMethod:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         method = self.bind(job_context())
-        result = method(*args, **kwargs)
+        # A worker that will hand the wait to its session sends the initial request only: a
+        # poll from here would be one request more, and what it saw would be lost with this
+        # process. (lro.wait polls here after all if the hand-off cannot happen.)
+        unpolled = "polling" not in kwargs and self.method.startswith("begin_") and _hands_off()
+        result = method(*args, **({**kwargs, "polling": _NoPolls()} if unpolled else kwargs))
         if isinstance(result, LROPoller):
             operation = Operation(self, resource_name(method, args, kwargs))
             result._asjob_operation = operation  # type: ignore[attr-defined]
+            result._asjob_unpolled = unpolled  # type: ignore[attr-defined]
         return result
+
+    def continue_from(self, token: str) -> LROPoller[Any]:
+        """The poller for the operation ``token`` (a continuation token) describes, polling on;
+        the operation is not started again."""
+        bound = self.bind(job_context())
+        # Generated methods still want their required arguments; with a token they are unused
+        # (the request to send is in the token), so None stands in for each.
+        required = [
+            p
+            for p in signature_of(bound).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+        poller: LROPoller[Any] = bound(*[None] * len(required), continuation_token=token)
+        return poller
+
+
+class _NoPolls(ARMPolling):
+    """ARM's polling method without its polls: the poller sends the initial request, can give
+    its continuation token (from which the session's poller goes on), and sends nothing more."""
+
+    def run(self) -> None:
+        return None
+
+
+def _hands_off() -> bool:
+    """Whether this job's wait for an operation goes to its session (see lro.wait)."""
+    writer = active_writer()
+    return writer is not None and writer.can_hand_off and not writer.resume_recorded
 
 
 def job_context() -> AzureContext:

@@ -23,7 +23,7 @@ from asjob.context import get_context
 
 from .context import AzureContext
 from .lro import RESUME_FORMAT
-from .operations import Operation, SdkMethod, job_context, signature_of
+from .operations import Operation, SdkMethod
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,7 @@ class ContinueOperation:
         return self.method.method
 
     def __call__(self) -> LROPoller[Any]:
-        bound = self.method.bind(job_context())
-        # Generated methods still want their required arguments; with a token they are unused
-        # (the request to send is in the token), so None stands in for each.
-        required = [
-            p
-            for p in signature_of(bound).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
-        poller: LROPoller[Any] = bound(*[None] * len(required), continuation_token=self.token)
+        poller = self.method.continue_from(self.token)
         poller._asjob_operation = Operation(self.method, self.resource)  # type: ignore[attr-defined]
         return poller
 

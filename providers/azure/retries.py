@@ -104,6 +104,8 @@ _thread_stops: weakref.WeakKeyDictionary[threading.Thread, threading.Event] = (
     weakref.WeakKeyDictionary()
 )
 _thread_stops_lock = threading.Lock()
+# Poller threads whose job no longer needs them (see release).
+_released: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
 def _stop_event(thread: threading.Thread) -> threading.Event:
@@ -120,8 +122,17 @@ def works_for(thread: threading.Thread, writer: writers.JobWriter) -> None:
     writer.on_stop(_stop_event(thread).set)
 
 
+def release(thread: threading.Thread) -> None:
+    """Make ``thread`` (a poller's thread) end at its next request or pause, whatever its job
+    does: the job's session takes the polling over."""
+    _released.add(thread)
+    _stop_event(thread).set()  # a pause it is in ends too
+
+
 def stopping() -> bool:
-    """Whether the job this thread works for has been asked to stop."""
+    """Whether the job this thread works for has been asked to stop (or no longer needs it)."""
+    if _released and threading.current_thread() in _released:
+        return True
     writer = writers.active_writer()
     if writer is not None:
         return writer.stopping
@@ -136,7 +147,7 @@ def pause(seconds: float) -> None:
     writer = writers.active_writer()
     stopped = (
         writer.wait_for_stop(seconds)
-        if writer is not None
+        if writer is not None and threading.current_thread() not in _released
         else _stop_event(threading.current_thread()).wait(seconds)
     )
     if stopped:

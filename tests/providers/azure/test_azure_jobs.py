@@ -226,6 +226,33 @@ def test_a_process_job_hands_the_wait_to_its_session(arm: ArmEmulator, session: 
     assert f.requests_of(arm, "PUT") == [201] * 5  # each operation was started once
 
 
+@pytest.mark.parametrize("kind", ["process", "thread"])
+@pytest.mark.parametrize("shape", ["sdk method", "function"])
+def test_what_the_first_poll_sees_is_the_jobs_outcome(
+    arm: ArmEmulator, kind: str, shape: str
+) -> None:
+    """A 404 to the first poll fails the operation at once (ARM.md), as the synchronous call
+    shows; a process job that hands its wait to the session must not lose that answer."""
+    compute = connect(arm).client(ComputeManagementClient)
+    arm.inject_fault(404, method="GET", path_contains="operations", code="NotFound")
+    with pytest.raises(HttpResponseError) as synchronous:
+        compute.virtual_machines.begin_create_or_update(
+            f.GROUP, "vm-sync", f.body("vm-sync")
+        ).result()
+    assert synchronous.value.status_code == 404
+
+    arm.inject_fault(404, method="GET", path_contains="operations", code="NotFound")
+    if shape == "sdk method":
+        job = asjob.as_job(compute.virtual_machines.begin_create_or_update, kind=kind)(
+            f.GROUP, "vm-polled", f.body("vm-polled")
+        )
+    else:
+        job = asjob.start_job(f.create_vm, "vm-polled", kind=kind)
+    with pytest.raises(HttpResponseError) as received:
+        job.receive(wait=True)
+    assert received.value.status_code == 404 and str(job.state) == "Failed"
+
+
 def test_a_detached_process_job_waits_in_its_own_worker(arm: ArmEmulator, session: Session) -> None:
     compute = connect(arm).client(ComputeManagementClient)
     parameters = f.body("vm-detached", **{OPERATION_SECONDS_TAG: "1.0"})
