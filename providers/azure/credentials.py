@@ -27,14 +27,16 @@ always rebuild from references.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 
 from .broker import BrokerAddress, BrokerUnavailable
 
@@ -250,6 +252,22 @@ def reference_of(credential: Any) -> CredentialReference:
     )
 
 
+@contextlib.contextmanager
+def _as_authentication_error() -> Iterator[None]:
+    """Raise a failure to get a token as ``ClientAuthenticationError``. A credential retries its
+    own requests already; one that cannot reach its identity endpoint raises a connection error,
+    which the retries around an ARM request would take as transient and retry, each time
+    through all of the credential's own retries, for minutes."""
+    try:
+        yield
+    except ClientAuthenticationError:
+        raise
+    except AzureError as exc:
+        raise ClientAuthenticationError(
+            message=f"the credential could not get a token: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 class SharedTokenCredential:
     """The credential every client of one context uses: one token request per scope (and CAE
     flag) and expiry, however many clients, threads or jobs ask at once.
@@ -290,9 +308,10 @@ class SharedTokenCredential:
             with self._lock:
                 self.requests += 1
                 credential = self.credential()
-            return credential.get_token(
-                *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
-            )
+            with _as_authentication_error():
+                return credential.get_token(
+                    *scopes, claims=claims, tenant_id=tenant_id, enable_cae=enable_cae, **kwargs
+                )
         key = (" ".join(scopes), enable_cae)
         # A fresh token is read without the lock: every request of every job asks, and a lock
         # held by a thread waiting for the GIL would make them queue behind it.
@@ -308,7 +327,8 @@ class SharedTokenCredential:
                     self.requests += 1
                     if enable_cae:
                         kwargs["enable_cae"] = True
-                    token = self.credential().get_token(*scopes, **kwargs)
+                    with _as_authentication_error():
+                        token = self.credential().get_token(*scopes, **kwargs)
                 self._tokens[key] = AccessToken(token.token, int(token.expires_on))
             return token
 

@@ -15,6 +15,7 @@ from asjob.providers.azure import Retries, connect_azure
 from asjob.providers.azure import retries as r
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
@@ -158,3 +159,33 @@ def test_a_post_without_an_answer_is_not_repeated(compute: ComputeManagementClie
     with pytest.raises(ServiceResponseError):
         compute.virtual_machines.begin_start(f.GROUP, "vm1")
     assert len(mock.calls) == 1
+
+
+class UnreachableIdentityCredential:
+    """Fails as azure-identity does when its identity endpoint cannot be reached (after its
+    own retries)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.asked += 1
+        raise ServiceRequestError("Connection refused")
+
+
+def test_a_credential_that_cannot_get_a_token_is_not_retried_around(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f.isolate_contexts(tmp_path, monkeypatch)
+    credential = UnreachableIdentityCredential()
+    context = connect_azure(
+        f.SUBSCRIPTION,
+        credential=credential,
+        base_url=BASE,
+        retries=Retries(wait=wait_fixed(0.01), stop=stop_after_attempt(4)),
+    )
+    with responses.RequestsMock() as mock, context.client(ComputeManagementClient) as client:
+        with pytest.raises(ClientAuthenticationError, match="could not get a token"):
+            client.virtual_machines.get(f.GROUP, "vm1")
+        assert len(mock.calls) == 0
+    assert credential.asked == 1  # its own retries are all there should be
