@@ -84,7 +84,10 @@ def resume_job(
             job_id,
         )
     _check_not_resumed(session, job_id, data)
-    call = provider.resume_call(resume_data, resolve_context(context) if context else None)
+    try:
+        call = provider.resume_call(resume_data, resolve_context(context) if context else None)
+    except ValueError as exc:  # the provider cannot continue it (see Provider.resume_call)
+        raise InvalidJobStateError(f"job {job_id} cannot be resumed: {exc}", job_id) from None
     prepared = prepare(
         session,
         call,

@@ -168,7 +168,8 @@ class AzureContext(Context):
     ``client(ComputeManagementClient)`` builds an SDK client from it, in the caller or inside a
     job (``current_context().client(...)``). ``base_url`` overrides the cloud's Resource Manager
     endpoint (``http://127.0.0.1:PORT`` for the local emulator: plain http for loopback only).
-    ``client_options`` are passed to every client; they live in memory only (never saved).
+    ``client_options`` are passed to every client; they live in memory only (never saved, and
+    left out when the context is pickled other than into a job's payload: a result, a record).
     """
 
     provider: ClassVar[str] = "azure"
@@ -278,6 +279,8 @@ class AzureContext(Context):
         # Only a job's payload takes secrets along; anything else pickled (a result written to
         # the store, a user's own pickle) must hold none. Thread jobs copy no context at all.
         channel = payload_channel()
+        if channel is None:  # its headers or proxies may hold keys and passwords
+            state["client_options"] = {}
         if channel is Channel.NETWORK:  # a remote worker cannot reach this session: take one
             state["_tokens"] = live.brokered_tokens(self.arm_scope)
         if channel is Channel.LOCAL:  # a local worker asks this session, if it needs one
@@ -317,6 +320,14 @@ class AzureContext(Context):
             base_url=data.get("base_url"),
             polling_interval=data.get("polling_interval"),
         )
+
+    @property
+    def can_authenticate(self) -> bool:
+        """Whether this process can get tokens with this context: it holds the credential
+        object, or the reference tells how to build one. (An autosaved context of a script
+        that connected with a credential object holds neither.)"""
+        live = self._live
+        return self.credential.rebuildable or (live is not None and live.credential is not None)
 
     def same_connection(self, other: AzureContext) -> bool:
         """Whether ``other`` reaches the same subscription through the same endpoint."""

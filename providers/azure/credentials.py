@@ -189,8 +189,9 @@ class CredentialReference:
                 **host,
                 **cache,
             )
+        type_name = self.type_name or "of unknown type"
         raise identity.CredentialUnavailableError(
-            f"the context's credential was a {self.type_name or 'credential object'} held in "
+            f"the context's credential was a credential object ({type_name}) held in "
             "memory by the process that connected; its secret was never saved, so it cannot be "
             "rebuilt here: connect_azure() with it in this process, or connect with a "
             "CredentialReference (e.g. CredentialReference.client_secret(..., secret_variable=...))"

@@ -65,12 +65,17 @@ def _context_for(saved: dict[str, Any], given: Any) -> AzureContext:
         return given
     recorded = AzureContext.from_data(saved)
     current = get_context()
-    if isinstance(current, AzureContext) and current.same_connection(recorded):
+    if (
+        isinstance(current, AzureContext)
+        and current.same_connection(recorded)
+        and current.can_authenticate
+    ):
         return current
     if not recorded.credential.rebuildable:
         raise ValueError(
-            f"the job connected with a {recorded.credential.type_name or 'credential object'} "
-            "that was held in memory only; connect_azure() with it in this process (same "
-            "subscription and endpoint), or pass context=, then resume"
+            "the job connected with a credential object "
+            f"({recorded.credential.type_name or 'of unknown type'}) that was held in memory "
+            "only; connect_azure() with it in this process (same subscription and endpoint), "
+            "or pass context=, then resume"
         )
     return recorded

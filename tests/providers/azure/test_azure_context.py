@@ -250,6 +250,7 @@ def test_only_a_local_workers_payload_carries_the_credential_object(arm: ArmEmul
         f.SUBSCRIPTION,
         credential=f.SecretCredential(arm.identity_endpoint, secret),
         base_url=arm.base_url,
+        headers={"x-api-key": "k"},  # a client option: in memory and payloads only
     )
     token = context.token_credential.get_token(context.arm_scope).token.encode()
 
@@ -260,6 +261,7 @@ def test_only_a_local_workers_payload_carries_the_credential_object(arm: ArmEmul
         local = pickle.dumps(context)
 
     assert secret.encode() not in anything and token not in anything
+    assert b"x-api-key" not in anything and b"x-api-key" in local and b"x-api-key" in remote
     assert secret.encode() not in remote and token in remote
     # A local worker asks the session for a token when it needs one (the broker): its payload
     # carries where to ask, not a token, and the credential object for when nobody answers.

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +191,27 @@ def test_a_job_is_resumed_once_at_a_time(arm: ArmEmulator, session: Session) -> 
     asjob.remove_job(second)
     assert asjob.resume_job(job.id).receive(wait=True).name == "vm-once"  # its result was lost
     assert f.requests_of(arm, "PUT") == [201]
+
+
+def test_a_job_whose_credential_object_is_gone_is_refused_at_resume(
+    arm: ArmEmulator, session: Session, tmp_path: Path
+) -> None:
+    context = connect_azure(
+        f.SUBSCRIPTION,
+        credential=f.SecretCredential(arm.identity_endpoint, "s3cr3t"),
+        base_url=arm.base_url,
+        polling_interval=0.05,
+    )
+    compute = context.client(ComputeManagementClient)
+    parameters = f.body("vm-object", **{OPERATION_SECONDS_TAG: "1.5"})
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update)(
+        f.GROUP, "vm-object", parameters
+    )
+    wait_for_resume_data(session, job.id)
+    job.stop()
+    # What a later process has: the saved context, which names the object but cannot hold it.
+    asjob.import_context(asjob.save_context(tmp_path / "context.json"))
+
+    with pytest.raises(asjob.InvalidJobStateError, match=r"credential object \(.*SecretCredential"):
+        asjob.resume_job(job.id)
+    assert asjob.get_job(all_sessions=True) == [job]  # no doomed job was started
