@@ -109,6 +109,22 @@ def test_stop_kills_the_worker_and_the_processes_it_started(
     assert _wait_gone(grandchild, 2)
 
 
+def test_a_killed_worker_takes_the_processes_it_started_with_it(
+    session: Session, tmp_path: Path
+) -> None:
+    """As the kernel's OOM killer kills a worker: nothing stops the job, yet nothing of it
+    stays running."""
+    pid_file = tmp_path / "child"
+    job = asjob.start_job(f.spawn_child_and_sleep, str(pid_file))
+    grandchild = _read_pid(pid_file)
+    worker = job._record().host_pid
+    assert worker is not None
+    os.kill(worker, signal.SIGKILL)
+    asjob.wait_job(job, timeout=10)
+    assert job.state is JobState.Failed
+    assert _wait_gone(grandchild, 5), "a process the job started outlived its worker"
+
+
 def test_stop_interrupts_a_blocking_network_call(session: Session) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

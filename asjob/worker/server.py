@@ -244,6 +244,9 @@ class ForkServer(ForkingServer):
             record = self._store.get_job(job_id)
             if record.finished:
                 return
+            # It ended without an outcome (stopped, killed, crashed): what it started is
+            # orphaned. Those in its process group go now (the group outlives its leader).
+            kill_group(pid)
             if record.state is JobState.Stopping:
                 transition(self._store, job_id, JobState.Stopped)
                 return
