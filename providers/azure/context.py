@@ -225,6 +225,11 @@ class AzureContext(Context):
         It gets the context's endpoint, token scope, shared tokens, polling interval and
         tenacity retries (azure-core's own are off); ``kwargs`` add to or override them.
         """
+        if not _is_client_class(client_class):
+            raise TypeError(
+                f"{client_class!r} is not an Azure SDK client class: pass one such as "
+                "azure.mgmt.compute.ComputeManagementClient"
+            )
         options: dict[str, Any] = {
             "base_url": self.resource_manager,
             "credential_scopes": [self.arm_scope],
@@ -336,6 +341,14 @@ class AzureContext(Context):
             other.resource_manager,
             other.cloud,
         )
+
+
+def _is_client_class(value: Any) -> bool:
+    """Whether ``value`` is an SDK client class: a class made with a credential, that can be
+    closed, as every generated Azure client is."""
+    if not isinstance(value, type):
+        return False
+    return "credential" in _parameters(value) and callable(getattr(value, "close", None))
 
 
 def _pooled_transport(*, trust_env: bool = True, **config: Any) -> RequestsTransport:

@@ -275,6 +275,15 @@ def test_a_credential_class_is_refused_with_how_to_fix_it(arm: ArmEmulator) -> N
     assert asjob.get_context() is None
 
 
+@pytest.mark.parametrize("not_a_client", [dict, object, "ComputeManagementClient"])
+def test_what_is_not_an_sdk_client_class_is_refused_by_name(
+    arm: ArmEmulator, not_a_client: object
+) -> None:
+    context = connect_azure(f.SUBSCRIPTION, base_url=arm.base_url)
+    with pytest.raises(TypeError, match="is not an Azure SDK client class"):
+        context.client(not_a_client)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_a_job_that_does_not_reach_azure_causes_no_token_request(
     arm: ArmEmulator, monkeypatch: pytest.MonkeyPatch, kind: str
