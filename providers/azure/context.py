@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import os
 import pickle
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -99,6 +100,9 @@ class AllowLoopbackHttp(SansIOHTTPPolicy):  # type: ignore[type-arg]
         url = request.http_request.url
         if url.lower().startswith("http://") and is_loopback_url(url):
             request.context["enforce_https"] = False
+
+
+_SUBSCRIPTION_ID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 class _Live:
@@ -185,6 +189,13 @@ class AzureContext(Context):
     _live: _Live | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.subscription_id is not None and not _SUBSCRIPTION_ID.fullmatch(
+            self.subscription_id
+        ):
+            raise ValueError(
+                f"subscription_id {self.subscription_id!r} is not an Azure subscription id "
+                "(a GUID, such as 00000000-0000-0000-0000-000000000000)"
+            )
         if self.cloud not in CLOUDS:
             raise ValueError(f"unknown cloud {self.cloud!r}: one of {', '.join(CLOUDS)}")
         if self.base_url is not None:

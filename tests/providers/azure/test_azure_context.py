@@ -275,6 +275,15 @@ def test_a_credential_class_is_refused_with_how_to_fix_it(arm: ArmEmulator) -> N
     assert asjob.get_context() is None
 
 
+@pytest.mark.parametrize("subscription", [" ", "../../x", "my-subscription", f.SUBSCRIPTION + " "])
+def test_what_is_not_a_subscription_id_is_refused_at_connect(
+    arm: ArmEmulator, subscription: str
+) -> None:
+    with pytest.raises(ValueError, match="is not an Azure subscription id"):
+        connect_azure(subscription, base_url=arm.base_url)
+    assert asjob.get_context() is None
+
+
 @pytest.mark.parametrize("not_a_client", [dict, object, "ComputeManagementClient"])
 def test_what_is_not_an_sdk_client_class_is_refused_by_name(
     arm: ArmEmulator, not_a_client: object
