@@ -7,12 +7,15 @@ A receive takes two steps, so that nothing leaves the store unless it reaches th
              unpickled. A record that cannot be decoded here (its class is not importable)
              makes the receive raise an AsJobError naming the job and the cause, and the
              store is left as it was: a process that can decode it receives it later.
-    deliver  remove exactly the rows read (of two receivers that read the same rows, each
-             row goes to the one that removes it), re-emit drained warnings and hand foreign
-             log records to the caller's loggers, each once (never for ``keep``), then return
-             the result or raise the job's exception.
+    claim    remove exactly the rows read, and keep of the take only the reads whose rows
+             this call removed: of two receivers that read the same rows, each row goes to
+             the one that removes it, so what one shows the other never does.
+    deliver  claim (never for ``keep``), re-emit the claimed warnings and hand foreign log
+             records to the caller's loggers, each once, then return the result or raise the
+             job's exception.
 
-``receive_job`` takes every job it was given before it delivers any (see its docstring).
+``receive_job`` takes every job it was given before it delivers any (see its docstring). The
+``asjob receive`` command claims itself, between rendering what it will print and printing it.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import contextlib
 import importlib
 import logging
 import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import records as r
@@ -75,6 +78,12 @@ class Taken:
             return any(child.raises for child in self.children)
         return True
 
+    def all_reads(self) -> Iterator[Read]:
+        """Its reads and, for a fan-out parent, its children's, job by job."""
+        yield from self.reads
+        for child in self.children:
+            yield from child.all_reads()
+
 
 def take(session: Session, job: Job[Any]) -> Taken:
     """Read and decode what receiving ``job`` would give, removing nothing."""
@@ -120,56 +129,76 @@ def decode_rows(session: Session, job_id: int, rows: Iterable[StreamRow]) -> lis
     return reads
 
 
-def deliver(session: Session, taken: Taken, keep: bool) -> Any:
-    """Remove what ``taken`` read (unless ``keep``), hand its streams on, and return the
-    job's result or raise its exception (``partial_output`` attached)."""
+def claim(session: Session, taken: Taken) -> Taken:
+    """Remove the rows ``taken`` read (one atomic step per job) and return the part of it that
+    this call removed: only those reads, a fan-out parent's children's likewise.
+
+    Rows another receiver removed since they were read, or written since, are not in it. A
+    take that holds an error (a record that cannot be decoded) raises it, removing nothing.
+    """
     if taken.error is not None:
         raise taken.error
-    result, failure = _drain(session, taken, keep)
-    if failure is not None:
-        raise failure
-    return result
-
-
-def _drain(session: Session, taken: Taken, keep: bool) -> tuple[Any, BaseException | None]:
-    record = taken.record
-    if record.output_mode == CHILDREN:
-        return _drain_parent(session, taken, keep)
-    reads = taken.reads if keep else _remove(session, taken)
-    outputs = [read.value for read in reads if read.index is not None]
-    if not keep:
-        replay(read.value for read in reads if read.index is None)
-    if record.state is JobState.Failed:
-        assert record.reason is not None
-        r.alias_main_module()  # an exception type defined in the caller's main script
-        return None, _with_partial(decode_failure(record.reason, taken.job_id), outputs)
-    if record.output_mode == GENERATOR:
-        return outputs, None
-    return (outputs[0] if outputs else None), None
-
-
-def _drain_parent(session: Session, taken: Taken, keep: bool) -> tuple[Any, BaseException | None]:
-    """A fan-out parent: its children's results in input order (``None`` for a child that
-    failed); a Failed parent raises its first failed child's exception, holding them all."""
-    results: list[Any] = []
-    first_failure: BaseException | None = None
-    for child in taken.children:
-        result, failure = _drain(session, child, keep)
-        results.append(result if failure is None else None)
-        first_failure = first_failure or failure
-    if taken.record.state is JobState.Failed and first_failure is not None:
-        return None, _with_partial(first_failure, results)
-    return results, None
-
-
-def _remove(session: Session, taken: Taken) -> list[Read]:
-    """Remove the rows ``taken`` read; the reads whose rows this call removed."""
+    if taken.record.output_mode == CHILDREN:
+        return replace(taken, children=[claim(session, child) for child in taken.children])
     removed = session.store.remove_records(taken.job_id, [read.row.seq for read in taken.reads])
     mine = [read for read in taken.reads if read.row.seq in removed]
     for read in mine:
         if read.index is not None:
             session.live_outputs.pop((taken.job_id, read.index), None)
-    return mine
+    return replace(taken, reads=mine)
+
+
+def deliver(session: Session, taken: Taken, keep: bool) -> Any:
+    """Claim what ``taken`` read (unless ``keep``), hand its streams on, and return the
+    job's result or raise its exception (``partial_output`` attached)."""
+    if taken.error is not None:
+        raise taken.error
+    if not keep:
+        taken = claim(session, taken)
+        replay(read.value for read in taken.all_reads() if read.index is None)
+    outputs = outputs_of(taken)
+    failure = job_failure(taken)
+    if failure is not None:
+        raise _with_partial(failure, outputs)
+    return result_of(taken, outputs)
+
+
+def job_failure(taken: Taken) -> BaseException | None:
+    """The exception receiving ``taken`` raises, rebuilt afresh without ``partial_output``: a
+    Failed job's own; a Failed fan-out parent's first failed child's, in input order. ``None``
+    for a job that does not raise (the ``error`` of a take is not the job's failure)."""
+    record = taken.record
+    if record.state is not JobState.Failed:
+        return None
+    if record.output_mode == CHILDREN:
+        return next(filter(None, map(job_failure, taken.children)), None)
+    assert record.reason is not None
+    r.alias_main_module()  # an exception type defined in the caller's main script
+    return decode_failure(record.reason, taken.job_id)
+
+
+def _value(read: Read) -> Any:
+    return read.value
+
+
+def outputs_of(taken: Taken, value: Callable[[Read], Any] = _value) -> list[Any]:
+    """What ``taken`` holds for the caller, in order: a job's output values, or a fan-out
+    parent's children's results (``None`` for a child that raises). ``value`` gives the
+    value of an output read (the command line passes its rendering of it)."""
+    if taken.record.output_mode == CHILDREN:
+        return [
+            None if job_failure(child) is not None else result_of(child, outputs_of(child, value))
+            for child in taken.children
+        ]
+    return [value(read) for read in taken.reads if read.index is not None]
+
+
+def result_of(taken: Taken, outputs: list[Any]) -> Any:
+    """The result of a job that did not raise, from its :func:`outputs_of`: a function job's
+    value (``None`` once received), else the list."""
+    if taken.record.output_mode in (GENERATOR, CHILDREN):
+        return outputs
+    return outputs[0] if outputs else None
 
 
 def _with_partial(exc: BaseException, partial: list[Any]) -> BaseException:

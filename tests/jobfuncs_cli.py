@@ -78,3 +78,40 @@ not_a_function = 42
 def nap(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+def print_lines(n: int, pause: float = 0.0) -> str:
+    """Print ``p0`` ... ``p{n-1}``, one at a time, then return ``"end"``."""
+    for i in range(n):
+        print(f"p{i}", flush=True)
+        if pause:
+            time.sleep(pause)
+    return "end"
+
+
+def warn_then(value: Any) -> Any:
+    import warnings
+
+    warnings.warn("careful", stacklevel=1)
+    current_job().write_warning("from the writer")
+    return value
+
+
+def colored() -> str:
+    text = "\x1b[31mred\x1b[0m"
+    print(text)
+    return text
+
+
+def beyond_json() -> dict[Any, Any]:
+    """What JSON cannot hold as it is: NaN, infinity, a tuple key."""
+    return {"ratio": float("inf"), "n": float("nan"), (1, 2): "pair", 1: "one"}
+
+
+def huge_int() -> int:
+    return 10**5000
+
+
+def count_then_fail(n: int) -> Iterator[int]:
+    yield from range(n)
+    raise RuntimeError("after the items")

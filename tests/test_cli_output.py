@@ -145,6 +145,43 @@ def test_json_rendering_keeps_what_json_cannot_hold_as_repr() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("value", "data"),
+    [
+        (float("nan"), "nan"),
+        ([float("inf"), -float("inf")], ["inf", "-inf"]),
+        ({(1, 2): 1, 3: 4, None: 5}, {"(1, 2)": 1, "3": 4, "null": 5}),
+        ({float("nan"): "key"}, {"nan": "key"}),
+        ({1, 2}, "{1, 2}"),
+    ],
+)
+def test_json_rendering_is_always_valid_json(value: object, data: object) -> None:
+    strict = json.loads(render_json(value), parse_constant=_not_json)
+    assert strict == data
+
+
+def test_json_rendering_of_what_defeats_json_falls_back_to_repr() -> None:
+    cycle: list[object] = []
+    cycle.append(cycle)
+    assert json.loads(render_json(cycle)) == "[[...]]"
+    assert render_json(10**5000) == "1" + "0" * 5000  # past Python's 4,300 digits
+    assert render_value(10**5000) == "1" + "0" * 5000
+
+
+class _Unshowable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_a_value_whose_repr_fails_is_shown_by_type() -> None:
+    assert render_value(_Unshowable()).startswith("<tests.test_cli_output._Unshowable object at")
+    assert json.loads(render_json([_Unshowable()]))[0].startswith("<tests.test_cli_output.")
+
+
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def test_failures_are_described_by_type_and_message() -> None:
     assert describe_failure(ValueError("bad")) == "ValueError: bad"
     assert describe_failure(WorkerLostError("job 3: killed", 3)) == "WorkerLostError: job 3: killed"

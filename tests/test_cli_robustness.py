@@ -310,7 +310,7 @@ def test_a_misspelt_option_is_refused_not_passed_to_the_function(cli: Cli) -> No
 
 def test_arguments_after_the_separator_go_to_the_function_as_they_are(cli: Cli) -> None:
     job_id = cli.start(f"{FN}:echo", "-1", "--name", "sep", "-2.5", "-", "--", "--nmae", "-h")
-    received = json.loads(cli("receive", str(job_id), "--wait", "--json").stdout)
+    received = json.loads(cli("receive", str(job_id), "--wait", "--json").stdout)["value"]
     assert received["args"] == [-1, -2.5, "-", "--nmae", "-h"]
     [shown] = json.loads(cli("get", "--json").stdout)
     assert shown["name"] == "sep"

@@ -22,6 +22,9 @@ from typing import Any
 
 import click
 
+import asjob
+
+from ..job import Job
 from ..states import JobState
 from .exits import BadInput
 
@@ -185,3 +188,10 @@ def check_call(fn: Callable[..., Any], spec: str, args: list[Any], kwargs: dict[
             return_annotation=signature.empty,
         )
         raise BadInput(f"bad arguments for {spec}{bare}: {exc}") from None
+
+
+def jobs_given(ids: Sequence[int]) -> list[Job[Any]]:
+    """The jobs with these ids, in the order given (``get_job`` sorts by id); an unknown id
+    raises :class:`~asjob.errors.JobNotFoundError`."""
+    found = {job.id: job for job in asjob.get_job(id=list(ids))}
+    return [found[job_id] for job_id in ids]

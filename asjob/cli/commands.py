@@ -37,13 +37,15 @@ from .arguments import (
 )
 from .exits import BadInput, OutputClosed
 from .output import (
+    echo,
     format_views,
     render_views_json,
     view_jobs,
     view_records,
     view_summaries,
 )
-from .waiting import receive, wait
+from .receive import receive
+from .waiting import wait
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -215,9 +217,9 @@ def start(
     except (TypeError, ValueError) as exc:  # an unknown kind, an argument that cannot travel
         raise BadInput(str(exc)) from None
     if as_json:
-        click.echo(json.dumps(view_jobs([job])[0].as_json()))
+        echo(json.dumps(view_jobs([job])[0].as_json()))
     else:
-        click.echo(job.id)
+        echo(str(job.id))
 
 
 # -- get -------------------------------------------------------------------------------------
@@ -244,9 +246,9 @@ def get(
     else:
         views = view_records(store.list_jobs(top_level=True))
     if as_json:
-        click.echo(render_views_json(views))
+        echo(render_views_json(views))
     elif views:
-        click.echo(format_views(views))
+        echo(format_views(views))
 
 
 cli.add_command(receive)
@@ -298,4 +300,4 @@ def resume(job_id: int) -> None:
 
     The wait continues in a new detached job, whose id is printed.
     """
-    click.echo(asjob.resume_job(job_id, detach=True).id)
+    echo(str(asjob.resume_job(job_id, detach=True).id))

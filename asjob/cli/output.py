@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+import math
+import sys
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
+
+import click
 
 from .. import plugins
 from ..errors import JobFailedError, JobNotFoundError
@@ -23,6 +27,7 @@ from ..session import current_session
 from ..states import JobState
 from ..store.base import CHILDREN, JobRecord
 from ..store.sqlite import JobSummary
+from .exits import writing_stdout
 
 # Above this many jobs one query for the whole store beats one query per job.
 _BULK = 20
@@ -79,10 +84,14 @@ def _time(stamp: float | None) -> datetime | None:
 
 
 def describe_failure(exc: BaseException) -> str:
-    """``Type: message``, with the original type's name when it could not be rebuilt here."""
+    """``Type: message``, with the original type's name when it could not be rebuilt here
+    (just ``Type`` when the exception cannot be made a string)."""
     if type(exc) is JobFailedError and exc.type_name:
         return f"{exc.type_name.rpartition('.')[2]}: {exc.original_message}"
-    return f"{type(exc).__name__}: {exc}"
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return type(exc).__name__
 
 
 def view_jobs(jobs: Sequence[Job[Any]]) -> list[JobView]:
@@ -189,13 +198,39 @@ def format_views(views: Sequence[JobView]) -> str:
 
 def render_value(value: Any) -> str:
     """One received value as text: a string as it is, else JSON where possible (an SDK
-    object as the data its provider gives), else repr."""
+    object as the data its provider gives), else repr. Never raises."""
     if isinstance(value, str):
         return value
+    with _whole_integers():
+        try:
+            return json.dumps(value, default=_provider_data)
+        except Exception:  # not JSON (TypeError, ValueError), or nested too deep for it
+            return safe_repr(value)
+
+
+def safe_repr(value: Any) -> str:
+    """``repr(value)``; the default ``<Type object at ...>`` when the value's own fails."""
+    with _whole_integers():
+        try:
+            return repr(value)
+        except Exception:
+            return object.__repr__(value)
+
+
+@contextlib.contextmanager
+def _whole_integers() -> Iterator[None]:
+    """Lift Python's limit on the digits of an int turned to text (4,300): it guards parsing
+    untrusted text, and a value a job returned is printed whole rather than not at all."""
+    get_limit = getattr(sys, "get_int_max_str_digits", None)
+    if get_limit is None:  # a Python without the limit
+        yield
+        return
+    limit = get_limit()
+    sys.set_int_max_str_digits(0)
     try:
-        return json.dumps(value, default=_provider_data)
-    except (TypeError, ValueError):
-        return repr(value)
+        yield
+    finally:
+        sys.set_int_max_str_digits(limit)
 
 
 def _provider_data(value: Any) -> Any:
@@ -207,7 +242,7 @@ def _provider_data(value: Any) -> Any:
 
 def _provider_data_or_repr(value: Any) -> Any:
     data = plugins.plain_data(value)
-    return repr(value) if data is value else data
+    return safe_repr(value) if data is value else data
 
 
 def render_views_json(views: Sequence[JobView]) -> str:
@@ -219,6 +254,44 @@ def render_views_json(views: Sequence[JobView]) -> str:
 
 
 def render_json(value: Any) -> str:
-    """A received value as one line of JSON: an SDK object as the data its provider gives,
-    what JSON cannot hold otherwise as its repr."""
-    return json.dumps(value, default=_provider_data_or_repr)
+    """A received value as one line of valid JSON; never raises. An SDK object is the data its
+    provider gives; what JSON cannot hold becomes a string: NaN and the infinities as
+    ``"nan"``, ``"inf"``, ``"-inf"``, a key other than a string or number and any other value
+    as its repr (a value that defeats even that, such as a reference cycle: the whole value
+    as its repr)."""
+    with _whole_integers():
+        with contextlib.suppress(Exception):  # see the docstring
+            return _strict_json(value)
+        with contextlib.suppress(Exception):  # RecursionError: a cycle, or nesting too deep
+            return _strict_json(_json_ready(value))
+        return json.dumps(safe_repr(value))
+
+
+def _strict_json(value: Any) -> str:
+    return json.dumps(value, default=_provider_data_or_repr, allow_nan=False)
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with what ``json.dumps`` refuses outright replaced by strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {_json_key(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+def _json_key(key: Any) -> Any:
+    if key is None or isinstance(key, (str, int)):
+        return key
+    if isinstance(key, float) and math.isfinite(key):
+        return key
+    return safe_repr(key)
+
+
+def echo(line: str) -> None:
+    """Print ``line`` on stdout; a write that fails raises :class:`~asjob.cli.exits.OutputFailed`
+    (a closed pipe ``BrokenPipeError``, as ever)."""
+    with writing_stdout():
+        click.echo(line)

@@ -35,7 +35,8 @@ def test_a_received_vm_is_printed_as_its_arm_json(arm: ArmEmulator) -> None:
     )
     assert job.wait(timeout=30)
 
-    for options in [("--json",), ()]:
-        shown = json.loads(receive_in_the_cli(job.id, *options))
+    line = json.loads(receive_in_the_cli(job.id, "--json"))
+    assert (line["id"], line["state"]) == (job.id, "Completed")
+    for shown in [line["value"], json.loads(receive_in_the_cli(job.id))]:
         assert shown["name"] == "vm-shown"
         assert shown["properties"]["provisioningState"] == "Succeeded"
