@@ -72,7 +72,9 @@ def wait(poller: LROPoller[Any], writer: JobWriter, job_id: int) -> Any:
                 return writer.hand_off(data, **fields)
             fields["resume_data"] = data
     if unpolled and operation.method is not None:  # no hand-off after all: poll here
-        poller = operation.method.continue_from(poller.continuation_token())
+        poller = operation.method.continue_from(
+            poller.continuation_token(), polling_interval=polling_interval(poller)
+        )
         thread = getattr(poller, "_thread", None)
         if isinstance(thread, threading.Thread):
             retries.works_for(thread, writer)
@@ -193,9 +195,18 @@ def resume_data(poller: LROPoller[Any], operation: Operation) -> str | None:
             },
             "resource": operation.resource,
             "continuation_token": token,
+            # Not in the token, and a resumed poller would take the client's (see ARM.md).
+            "polling_interval": polling_interval(poller),
             "context": context.to_data(),
         }
     )
+
+
+def polling_interval(poller: LROPoller[Any]) -> float | None:
+    """The seconds ``poller`` waits between polls when the service names no wait (the call's
+    ``polling_interval``, else its client's); ``None`` if its polling method does not say."""
+    interval = getattr(poller.polling_method(), "_timeout", None)
+    return float(interval) if isinstance(interval, (int, float)) else None
 
 
 def operation_of(poller: LROPoller[Any]) -> Operation:

@@ -96,16 +96,20 @@ class SdkMethod:
         # poll from here would be one request more, and what it saw would be lost with this
         # process. (lro.wait polls here after all if the hand-off cannot happen.)
         unpolled = "polling" not in kwargs and self.method.startswith("begin_") and _hands_off()
-        result = method(*args, **({**kwargs, "polling": _NoPolls()} if unpolled else kwargs))
+        if unpolled:  # with the interval the SDK would poll at: the session polls at it
+            interval = kwargs.get("polling_interval", _client_polling_interval(method))
+            kwargs = {**kwargs, "polling": _NoPolls(interval)}
+        result = method(*args, **kwargs)
         if isinstance(result, LROPoller):
             operation = Operation(self, resource_name(method, args, kwargs))
             result._asjob_operation = operation  # type: ignore[attr-defined]
             result._asjob_unpolled = unpolled  # type: ignore[attr-defined]
         return result
 
-    def continue_from(self, token: str) -> LROPoller[Any]:
-        """The poller for the operation ``token`` (a continuation token) describes, polling on;
-        the operation is not started again."""
+    def continue_from(self, token: str, polling_interval: float | None = None) -> LROPoller[Any]:
+        """The poller for the operation ``token`` (a continuation token) describes, polling on
+        (every ``polling_interval`` seconds, if given, when the service names no wait); the
+        operation is not started again."""
         bound = self.bind(job_context())
         # Generated methods still want their required arguments; with a token they are unused
         # (the request to send is in the token), so None stands in for each.
@@ -114,7 +118,10 @@ class SdkMethod:
             for p in signature_of(bound).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
         ]
-        poller: LROPoller[Any] = bound(*[None] * len(required), continuation_token=token)
+        keywords: dict[str, Any] = {"continuation_token": token}
+        if polling_interval is not None:
+            keywords["polling_interval"] = polling_interval
+        poller: LROPoller[Any] = bound(*[None] * len(required), **keywords)
         return poller
 
 
@@ -124,6 +131,13 @@ class _NoPolls(ARMPolling):
 
     def run(self) -> None:
         return None
+
+
+def _client_polling_interval(method: Callable[..., Any]) -> float:
+    """The polling interval of the client ``method`` belongs to, as its ``begin_*`` takes it."""
+    config = getattr(getattr(method, "__self__", None), "_config", None)
+    interval = getattr(config, "polling_interval", None)
+    return float(interval) if isinstance(interval, (int, float)) else 30.0
 
 
 def _hands_off() -> bool:

@@ -33,13 +33,14 @@ class ContinueOperation:
     method: SdkMethod
     token: str
     resource: str | None = None
+    polling_interval: float | None = None
 
     @property
     def __name__(self) -> str:
         return self.method.method
 
     def __call__(self) -> LROPoller[Any]:
-        poller = self.method.continue_from(self.token)
+        poller = self.method.continue_from(self.token, self.polling_interval)
         poller._asjob_operation = Operation(self.method, self.resource)  # type: ignore[attr-defined]
         return poller
 
@@ -53,7 +54,12 @@ def resume_call(resume_data: str, context: Any = None) -> Call:
     method = SdkMethod(operation["client"], operation["operations"], operation["method"])
     chosen = _context_for(data.get("context") or {}, context)
     return Call(
-        ContinueOperation(method, data["continuation_token"], data.get("resource")),
+        ContinueOperation(
+            method,
+            data["continuation_token"],
+            data.get("resource"),
+            data.get("polling_interval"),
+        ),
         context=chosen,
     )
 

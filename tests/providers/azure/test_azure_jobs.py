@@ -253,6 +253,27 @@ def test_what_the_first_poll_sees_is_the_jobs_outcome(
     assert received.value.status_code == 404 and str(job.state) == "Failed"
 
 
+@pytest.mark.parametrize("shape", ["sdk method", "resumed"])
+def test_a_per_call_polling_interval_is_kept_wherever_the_wait_goes(
+    arm: ArmEmulator, session: Session, shape: str
+) -> None:
+    """The token does not hold it (ARM.md): the session's poller, or a resumed one, must be
+    given it again, or it polls at the client's interval (0.05 s here)."""
+    compute = connect(arm).client(ComputeManagementClient)
+    parameters = f.body("vm-patient", **{OPERATION_SECONDS_TAG: "1.0"})
+    job = asjob.as_job(compute.virtual_machines.begin_create_or_update, detach=shape == "resumed")(
+        f.GROUP, "vm-patient", parameters, polling_interval=2.0
+    )
+    if shape == "resumed":
+        wait_until(lambda: session.store.get_job(job.id).resume_data is not None)
+        job.stop()
+        job = asjob.resume_job(job.id)
+    assert job.receive(wait=True).name == "vm-patient"
+    polls = [r for r in arm.requests() if r["method"] == "GET" and "operations" in r["path"]]
+    # Each poller polls once at its start, then every 2 s; at 0.05 s it would be some twenty.
+    assert 1 <= len(polls) <= 3
+
+
 def test_a_detached_process_job_waits_in_its_own_worker(arm: ArmEmulator, session: Session) -> None:
     compute = connect(arm).client(ComputeManagementClient)
     parameters = f.body("vm-detached", **{OPERATION_SECONDS_TAG: "1.0"})
