@@ -1,104 +1,190 @@
-"""What a stored failure keeps of the HTTP requests its exception carries.
+"""What a stored failure keeps of the credentials its exception carries.
 
 An SDK's error often holds the request it answered: azure-core's ``HttpResponseError`` keeps
 ``response.request``, and the ``requests`` response beneath it keeps its own. Such a request's
 headers carry the caller's access token, its body what was sent (a new VM's admin password, a
-client secret sent to a token endpoint) and its URL perhaps a signature. A failure is stored,
-and the store outlives the job and is read by other processes, so each object in it that looks
-like an HTTP request (it has ``method``, ``url`` and a ``headers`` mapping) is pickled as a copy
-without its body, the values of credential-bearing headers and URL query parameters replaced by
-``REDACTED``. Everything else the exception holds (status, response headers and body, error
-model) is kept, so the caller still gets the SDK's own exception with what it reports.
+client secret sent to a token endpoint), and a URL, wherever it appears (the request's, the
+response's, an error message's), may carry a signature (an Azure Storage SAS ``sig``). A
+failure is stored, and the store outlives the job and is read by other processes, so it is
+pickled with:
+
+- each object that looks like an HTTP request (``method`` or ``full_url``, a URL and a
+  ``headers`` mapping) replaced by a copy without its body, cookies or auth, the values of its
+  credential-bearing headers and parameters replaced by ``REDACTED``;
+- in every string it holds (messages, URLs, traceback text), the values of credential-bearing
+  URL query parameters and ``Bearer``/``Basic`` authorization values replaced by ``REDACTED``.
+
+A parameter or header is credential-bearing when its name contains one of
+:data:`_SECRET_NAME_PARTS`: a few harmless ones are redacted too, which costs nothing. Everything
+else the exception holds (status, response headers and body, error model) is kept, so the
+caller still gets the SDK's own exception with what it reports. A secret in plain text (not a
+header, parameter or body) cannot be told from other text, and is kept.
 """
 
 from __future__ import annotations
 
 import copy
+import copyreg
 import io
 import pickle
+import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REDACTED = "REDACTED"
 # Parts of header and query-parameter names that mark a credential, in lower case.
 _SECRET_NAME_PARTS = (
     "authorization",
+    "code",
     "cookie",
     "credential",
     "identity-header",
     "key",
-    "password",
+    "passw",
+    "pwd",
     "secret",
     "sig",
     "token",
 )
-# Where HTTP libraries keep what a request sends besides its headers (body, cookies): azure-core
-# (both request types), requests' Request and PreparedRequest, httpx.
-_SENT_ATTRIBUTES = (
-    "_data",
-    "_files",
-    "_content",
-    "data",
-    "files",
-    "json",
-    "body",
-    "content",
-    "_cookies",
-    "cookies",
+# Where HTTP libraries keep what a request sends besides its headers (body, cookies, auth):
+# azure-core (both request types), requests' Request and PreparedRequest, httpx, urllib.
+_SENT_ATTRIBUTES = frozenset(
+    {
+        "_data",
+        "_files",
+        "_content",
+        "data",
+        "files",
+        "json",
+        "body",
+        "content",
+        "_cookies",
+        "cookies",
+        "auth",
+    }
 )
+# A query parameter in any text: its name (group 1, with what precedes the value) and value.
+_QUERY_PARAMETER = re.compile(r"([?&;]([\w.~%-]+)=)([^&;#\s'\"<>]*)")
+# An HTTP authorization value in any text (a request's repr, a message quoting a header).
+_AUTHORIZATION_VALUE = re.compile(r"\b(Bearer|Basic)\s+[\w.~+/=-]+", re.IGNORECASE)
 
 
 def dumps(value: Any) -> bytes:
-    """``pickle.dumps(value)`` with every HTTP request in it redacted (see module doc)."""
+    """``pickle.dumps(value)`` with its credentials redacted (see the module doc)."""
     buffer = io.BytesIO()
-    _RedactingPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    _RedactingPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(scrubbed(value))
     return buffer.getvalue()
+
+
+def scrubbed(value: Any) -> Any:
+    """``value`` with credential-bearing URL query values redacted in its strings, through
+    lists, tuples and dicts (other objects: see :func:`dumps`); ``value`` itself if it holds
+    none."""
+    if isinstance(value, str):
+        text = _QUERY_PARAMETER.sub(_redacted_parameter, value) if "=" in value else value
+        text = _AUTHORIZATION_VALUE.sub(r"\1 " + REDACTED, text)
+        return value if text == value else text
+    if type(value) in (list, tuple):
+        items = [scrubbed(item) for item in value]
+        changed = any(a is not b for a, b in zip(items, value, strict=True))
+        return type(value)(items) if changed else value
+    if type(value) is dict:
+        pairs = {key: scrubbed(item) for key, item in value.items()}
+        return pairs if any(pairs[key] is not value[key] for key in value) else value
+    return value
+
+
+def _redacted_parameter(match: re.Match[str]) -> str:
+    return match.group(1) + REDACTED if is_secret_name(match.group(2)) else match.group(0)
+
+
+def is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(part in lowered for part in _SECRET_NAME_PARTS)
 
 
 class _RedactingPickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
-        if not _looks_like_request(obj):
+        try:
+            if _looks_like_request(obj):
+                return _redacted_request_reduction(obj)
+            return _scrubbed_reduction(obj)
+        except Exception:  # an object that cannot be reduced here: pickled as it would be
             return NotImplemented
-        # The copy's own reduction: its state, not the copy itself, is pickled next, so this
-        # is not asked about it again.
-        return _redacted(obj).__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+
+
+def _scrubbed_reduction(obj: Any) -> Any:
+    """How ``obj`` pickles (as pickle would reduce it), its arguments and state scrubbed;
+    ``NotImplemented`` when nothing in them needs it."""
+    if isinstance(obj, type):
+        return NotImplemented  # pickled by name
+    reduce = copyreg.dispatch_table.get(type(obj))
+    reduction = reduce(obj) if reduce is not None else obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    if not isinstance(reduction, tuple) or len(reduction) < 2:
+        return NotImplemented  # pickled by name (a function, a class)
+    parts = list(reduction)
+    changed = False
+    for index in (1, 2):  # the arguments of its constructor; its state
+        if index < len(parts):
+            clean = scrubbed(parts[index])
+            changed = changed or clean is not parts[index]
+            parts[index] = clean
+    return tuple(parts) if changed else NotImplemented
 
 
 def _looks_like_request(obj: Any) -> bool:
     if isinstance(obj, type):
         return False
     try:
-        return (
-            isinstance(getattr(obj, "method", None), str)
-            and getattr(obj, "url", None) is not None
-            and isinstance(getattr(obj, "headers", None), Mapping)
-        )
+        headers = getattr(obj, "headers", None)
+        named = isinstance(getattr(obj, "method", None), str) or hasattr(obj, "full_url")
+        return isinstance(headers, Mapping) and named and getattr(obj, "url", obj) is not None
     except Exception:  # a property that fails to compute: not a request we can read
         return False
 
 
-def _redacted(request: Any) -> Any:
+def _redacted_request_reduction(request: Any) -> Any:
+    """How a redacted copy of ``request`` pickles. (Its state, not the copy itself, is pickled
+    next, so the pickler does not ask about it again.)"""
+    if isinstance(request, tuple) or isinstance(getattr(request, "__dict__", None), dict):
+        return _redacted_request(request).__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    parts = list(request.__reduce_ex__(pickle.HIGHEST_PROTOCOL))  # its state in slots
+    if len(parts) > 2:
+        state = parts[2]
+        if isinstance(state, tuple) and len(state) == 2:  # (__dict__ or None, slots)
+            parts[2] = tuple(_redacted_state(part) for part in state)
+        else:
+            parts[2] = _redacted_state(state)
+    return tuple(parts)
+
+
+def _redacted_state(state: Any) -> Any:
+    if not isinstance(state, dict):
+        return state
+    return {name: _redacted_attribute(name, value) for name, value in state.items()}
+
+
+def _redacted_request(request: Any) -> Any:
+    if isinstance(request, tuple) and hasattr(request, "_replace"):  # a named tuple
+        fields: dict[str, Any] = request._asdict()  # type: ignore[attr-defined]
+        return request._replace(**{k: _redacted_attribute(k, v) for k, v in fields.items()})
     redacted = copy.copy(request)
-    state = getattr(redacted, "__dict__", None)
-    if state is None:
-        return redacted
-    for name in _SENT_ATTRIBUTES:
-        if name in state:
-            state[name] = None
-    headers = state.get("headers", None)
-    if isinstance(headers, Mapping):
-        state["headers"] = _redacted_headers(headers)
-    for name in ("url", "_url"):
-        if isinstance(state.get(name), str):
-            state[name] = redacted_url(state[name])
+    redacted.__dict__.update(_redacted_state(redacted.__dict__))
     return redacted
 
 
-def _redacted_headers(headers: Mapping[str, Any]) -> Mapping[str, Any]:
-    plain = {k: REDACTED if is_secret_name(str(k)) else v for k, v in headers.items()}
+def _redacted_attribute(name: str, value: Any) -> Any:
+    if name in _SENT_ATTRIBUTES:
+        return None
+    if isinstance(value, Mapping) and any(part in name for part in ("header", "hdrs", "param")):
+        return _redacted_mapping(value)
+    return scrubbed(value)
+
+
+def _redacted_mapping(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    plain = {k: REDACTED if is_secret_name(str(k)) else v for k, v in mapping.items()}
     try:  # of the same type, e.g. a case-insensitive mapping
-        kept: Mapping[str, Any] = type(headers)(plain)  # type: ignore[call-arg]
+        kept: Mapping[str, Any] = type(mapping)(plain)  # type: ignore[call-arg]
     except Exception:
         kept = plain
     return kept
@@ -106,16 +192,5 @@ def _redacted_headers(headers: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def redacted_url(url: str) -> str:
     """``url`` with the values of its credential-bearing query parameters redacted."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(is_secret_name(name) for name, _ in query):
-        return url
-    kept = [(name, REDACTED if is_secret_name(name) else value) for name, value in query]
-    return urlunsplit(parts._replace(query=urlencode(kept)))
-
-
-def is_secret_name(name: str) -> bool:
-    lowered = name.lower()
-    return any(part in lowered for part in _SECRET_NAME_PARTS)
+    result: str = scrubbed(url)
+    return result

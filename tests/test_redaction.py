@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import urllib.request
+from collections import namedtuple
+
 import requests
 from azure.core.rest import HttpRequest
 
@@ -67,3 +70,57 @@ def test_an_azure_core_request_is_redacted() -> None:
 def test_a_url_without_credentials_is_kept_as_it_is() -> None:
     url = "https://management.azure.com/subscriptions/s?api-version=2024-07-01&$top=5"
     assert redacted_url(url) == url
+
+
+def _stored_holds(secret: str, exc: BaseException) -> bool:
+    return secret.encode() in encode_failure(exc)
+
+
+def test_a_signature_is_redacted_wherever_a_url_holds_it() -> None:
+    response = requests.Response()
+    response.status_code = 403
+    response.url = "https://acct.blob.example.invalid/c/b?sv=2024&sig=s1gnature"
+    error = requests.HTTPError(
+        "403 Client Error for url: https://acct.blob.example.invalid/c/b?sv=2024&sig=s1gnature",
+        response=response,
+    )
+    assert not _stored_holds("s1gnature", error)
+    rebuilt = decode_failure(encode_failure(error))
+    assert isinstance(rebuilt, requests.HTTPError)
+    assert rebuilt.response.url == "https://acct.blob.example.invalid/c/b?sv=2024&sig=REDACTED"
+    assert "sv=2024&sig=REDACTED" in str(rebuilt)
+
+
+def test_a_connection_error_keeps_no_signature_in_its_message_or_traceback() -> None:
+    try:
+        requests.get("http://127.0.0.1:1/c/b?sig=s1gnature&code=fUnct10nkey", timeout=5)
+    except requests.ConnectionError as exc:
+        error = exc
+    stored = encode_failure(error)
+    assert b"s1gnature" not in stored and b"fUnct10nkey" not in stored
+    assert isinstance(decode_failure(stored), requests.ConnectionError)
+
+
+RequestInfo = namedtuple("RequestInfo", ["url", "method", "headers"])  # as aiohttp's
+
+
+class _SlottedRequest:
+    __slots__ = ("body", "headers", "method", "url")
+
+    def __init__(self) -> None:
+        self.method, self.url = "GET", "http://127.0.0.1/"
+        self.headers, self.body = {"Authorization": "Bearer t0ken"}, b"pa55"
+
+
+def test_requests_of_other_libraries_and_shapes_are_redacted() -> None:
+    carried = [
+        urllib.request.Request(
+            "http://127.0.0.1/x?sig=t0ken", data=b"pa55", headers={"Authorization": "t0ken"}
+        ),
+        requests.Request("GET", "http://127.0.0.1/", params={"sig": "t0ken"}, auth=("u", "pa55")),
+        RequestInfo("http://127.0.0.1/", "GET", {"Authorization": "Bearer t0ken"}),
+        _SlottedRequest(),
+    ]
+    for request in carried:
+        assert not _stored_holds("t0ken", ValueError(request)), request
+        assert not _stored_holds("pa55", ValueError(request)), request
