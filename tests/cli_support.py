@@ -138,9 +138,12 @@ def wait_gone(pid: int, timeout: float = 5) -> bool:
     return False
 
 
-def wait_on_a_terminal(cli: Cli, job_id: int, columns: int) -> tuple[int, str, bytes]:
+def wait_on_a_terminal(
+    cli: Cli, job_id: int, columns: int, signal_once_shown: int | None = None
+) -> tuple[int, str, bytes]:
     """``asjob wait JOB_ID`` with its stdout on a pseudo-terminal (as a person at a shell sees
-    it): its exit code, what the terminal showed, and its stderr."""
+    it): its exit code, what the terminal showed, and its stderr. ``signal_once_shown`` is
+    sent to it once the table is on the terminal."""
     main, secondary = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "asjob", "wait", str(job_id)],
@@ -159,6 +162,9 @@ def wait_on_a_terminal(cli: Cli, job_id: int, columns: int) -> tuple[int, str, b
         if not chunk:
             break
         shown += chunk
+        if signal_once_shown is not None and b"Waiting for" in shown:
+            process.send_signal(signal_once_shown)
+            signal_once_shown = None
     os.close(main)
     assert process.stderr is not None
     with process.stderr:

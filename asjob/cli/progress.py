@@ -7,8 +7,11 @@ here, lazily, so the other commands and ``wait`` in CI do not pay for it.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -40,14 +43,44 @@ def wait_with_progress(
     from rich.live import Live
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    with Live(render(jobs), console=Console(), auto_refresh=False) as live:
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            step = TICK_S if remaining is None else min(TICK_S, remaining)
-            done = wait_job(list(jobs), any=any_, timeout=step)
-            live.update(render(jobs), refresh=True)
-            if done or (remaining is not None and remaining <= TICK_S):
-                return done
+    try:
+        with _ended_by_signals(), Live(render(jobs), console=Console(), auto_refresh=False) as live:
+            while True:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                step = TICK_S if remaining is None else min(TICK_S, remaining)
+                done = wait_job(list(jobs), any=any_, timeout=step)
+                live.update(render(jobs), refresh=True)
+                if done or (remaining is not None and remaining <= TICK_S):
+                    return done
+    except _Ended as ended:  # the display is put away: now end as the signal would have
+        signal.signal(ended.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), ended.signum)
+        raise  # not reached
+
+
+class _Ended(BaseException):
+    """A signal that ends the process arrived (not an error: nothing may catch it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _ended_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the wait through the live display's exit, as Ctrl-C does, so the
+    terminal gets its cursor back (killed outright, the process would leave it hidden)."""
+
+    def end(signum: int, _frame: object) -> None:
+        raise _Ended(signum)
+
+    watched = (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, end) for signum in watched}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def render(jobs: Sequence[Job[Any]]) -> Table:
