@@ -7,6 +7,7 @@ job to its kind, or to a throttle that starts it when a slot frees.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -162,11 +163,14 @@ def launch_job(
     def launch(wait: bool) -> None:
         try:
             prepared.kind.launch(record, prepared.payload, prepared.options, wait=wait)
-        except BaseException as exc:
+        except Exception as exc:
             transition(session.store, record.id, JobState.Failed, reason=encode_failure(exc))
             session.job_finished(record.id)
             if wait:
                 raise
+        except BaseException:  # interrupted (Ctrl-C): stopped, not failed, wherever it got to
+            _stop_interrupted(session, prepared, record.id)
+            raise
 
     if throttle is None:
         launch(wait=True)
@@ -174,6 +178,15 @@ def launch_job(
         session.bind_throttle(record.id, throttle)
         if throttle.submit(record.id, lambda: launch(wait=False)):
             launch(wait=True)
+
+
+def _stop_interrupted(session: Session, prepared: Prepared, job_id: int) -> None:
+    """Stop a job whose start was interrupted: its worker may have begun it already."""
+    with contextlib.suppress(Exception):  # the interrupt goes on either way
+        if transition(session.store, job_id, JobState.Stopping):
+            prepared.kind.stop(session.store.get_job(job_id))
+        transition(session.store, job_id, JobState.Stopped)
+    session.job_finished(job_id)
 
 
 def start_call(

@@ -414,3 +414,18 @@ def test_an_autosaved_context_that_is_no_regular_file_is_ignored(
     monkeypatch.setattr(asjob_context, "_autosave", None)
     assert asjob.get_context() is None
     assert "is not a regular file" in caplog.text
+
+
+def test_an_interrupted_start_leaves_the_job_stopped_not_failed(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asjob.kinds.process import ProcessKind
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the job was being handed to its worker
+
+    monkeypatch.setattr(ProcessKind, "launch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        asjob.start_job(f.add, 1, 2)
+    [job] = asjob.get_job()
+    assert job.state is JobState.Stopped and job.reason is None
