@@ -8,7 +8,7 @@ response's, an error message's), may carry a signature (an Azure Storage SAS ``s
 failure is stored, and the store outlives the job and is read by other processes, so it is
 pickled with:
 
-- each object that looks like an HTTP request (``method`` or ``full_url``, a URL and a
+- each object that looks like an HTTP request (a ``method`` string or a ``full_url``, and a
   ``headers`` mapping) replaced by a copy without its body, cookies or auth, the values of its
   credential-bearing headers and parameters replaced by ``REDACTED``;
 - in every string it holds (messages, URLs, traceback text), the values of credential-bearing
@@ -138,7 +138,7 @@ def _looks_like_request(obj: Any) -> bool:
     try:
         headers = getattr(obj, "headers", None)
         named = isinstance(getattr(obj, "method", None), str) or hasattr(obj, "full_url")
-        return isinstance(headers, Mapping) and named and getattr(obj, "url", obj) is not None
+        return isinstance(headers, Mapping) and named
     except Exception:  # a property that fails to compute: not a request we can read
         return False
 

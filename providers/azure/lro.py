@@ -7,7 +7,9 @@
        │                         references), so resume_job can pick the wait up elsewhere
        │ in a worker process whose session waits for it (a process job, not detached): the
        │   worker hands the job off and ends there; the session continues the same job from
-       │   that resume_data in a thread, with the job's context (see JobWriter.hand_off)
+       │   that resume_data in a thread, with the job's context (see JobWriter.hand_off). A
+       │   decorated SDK method there sends its initial request only (SdkMethod.__call__); a
+       │   poller a function returned has its polling ended first (what it saw is kept)
        │ status() changes   ──► progress records while it runs, written from the poller's
        │                         pauses between polls: "begin_create_or_update vm1: InProgress"
        ▼ done                    (the job's thread only waits: for the end, or for a stop)
