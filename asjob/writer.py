@@ -177,8 +177,8 @@ class JobWriter:
         self._live[(self.job_id, index)] = value
         try:
             return r.encode(r.OutputItem(index, value))
-        except Exception:
-            return r.encode(r.OutputItem(index, r.Unpicklable(repr(value)[:200])))
+        except Exception:  # the live object is what this session's receive returns
+            return r.encode(r.OutputItem(index, r.Unpicklable(_short_repr(value))))
 
     def write_output(self, value: Any) -> None:
         if not self.stopping:
@@ -260,6 +260,15 @@ class HandedOff:
 
 
 HANDED_OFF = HandedOff()
+
+
+def _short_repr(value: Any) -> str:
+    """What the store shows of a value it cannot hold; never raises (a repr may: one that
+    fails, or a structure too deep for it)."""
+    try:
+        return repr(value)[:200]
+    except Exception:
+        return f"<{type(value).__qualname__} object>"
 
 
 def current_job() -> JobWriter:

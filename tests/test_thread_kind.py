@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import asjob
+from asjob import JobState
 from asjob.session import Session
 from tests import jobfuncs as f
 from tests.conftest import new_job_thread
@@ -79,3 +80,14 @@ def test_a_stop_from_another_process_raises_a_thread_jobs_stopping_flag(
     thread.join(10)  # f.cooperative returns once it sees the flag
     assert not thread.is_alive()
     assert asjob.wait_job(job, timeout=0) == [job]
+
+
+def test_a_result_that_can_be_neither_pickled_nor_shown_is_still_returned(
+    session: Session,
+) -> None:
+    deep: list[object] = []
+    for _ in range(5000):  # too deep for pickle, and for repr
+        deep = [deep]
+    job = asjob.start_job(f.identity, deep, kind="thread")
+    assert job.receive(wait=True) is deep
+    assert job.state is JobState.Completed
