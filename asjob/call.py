@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .redaction import is_secret_name, scrubbed
 
 _repr = reprlib.Repr()
 _repr.maxstring = 60
@@ -30,15 +33,23 @@ class Call:
 
 
 def function_name(fn: Callable[..., Any]) -> str:
-    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
+    """``fn``'s qualified name; a callable object's class name (its repr may hold its state)."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return str(name) if name else type(fn).__qualname__
 
 
 _SHOWN = (str, int, float, bool, type(None))
+_HIDDEN = "<redacted>"
 
 
-def _argument_text(value: Any) -> str:
+def _argument_text(value: Any, keyword: str = "") -> str:
     # Only plain scalars are shown: a structure (a dict, an SDK model) may carry a password
-    # (a VM's osProfile.adminPassword), and the command is stored and printed.
+    # (a VM's osProfile.adminPassword), and the command is stored and printed. Of those, a
+    # keyword named like a credential is hidden, and credentials in a string are redacted.
+    if keyword and is_secret_name(keyword):
+        return _HIDDEN
+    if isinstance(value, str):
+        return _repr.repr(scrubbed(value))
     if isinstance(value, _SHOWN):
         return _repr.repr(value)
     return f"<{type(value).__name__}>"
@@ -46,15 +57,20 @@ def _argument_text(value: Any) -> str:
 
 def command_text(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """The call as text, as ``Get-Job`` shows a job's command: ``create_vm('vm1', size=2)``;
-    arguments other than plain scalars appear as their type, ``<VirtualMachine>``."""
+    arguments other than plain scalars appear as their type, ``<VirtualMachine>``. A partial
+    shows as the call it makes."""
+    if isinstance(fn, functools.partial):
+        return command_text(fn.func, (*fn.args, *args), {**fn.keywords, **kwargs})
     name = getattr(fn, "__name__", None) or function_name(fn)
     parts = [_argument_text(a) for a in args]
-    parts += [f"{k}={_argument_text(v)}" for k, v in kwargs.items()]
+    parts += [f"{k}={_argument_text(v, k)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"
 
 
 def map_command_text(fn: Callable[..., Any], items: list[Any]) -> str:
     """A fan-out's command: ``create_vm.map(['vm1', 'vm2', 'vm3', …])``."""
+    if isinstance(fn, functools.partial):
+        fn = fn.func
     name = getattr(fn, "__name__", None) or function_name(fn)
     shown = ", ".join(_argument_text(item) for item in items[:3])
     more = ", …" if len(items) > 3 else ""

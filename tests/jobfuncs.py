@@ -288,3 +288,16 @@ def print_lines(count: int) -> int:
     for i in range(count):
         print(f"line {i}")
     return count
+
+
+class KeyedClient:
+    """A callable object whose repr shows its key, as some clients' do."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __call__(self, *args: Any) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"KeyedClient(key={self.key!r})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -322,6 +323,30 @@ def test_the_command_shows_scalars_and_hides_structures(kind: str, store_path: P
     )
     asjob.wait_job(job)
     assert job.command == "consume('vm1', 3, <dict>, profile=<Greeter>)"
+    for path in store_path.parent.iterdir():
+        assert secret.encode() not in path.read_bytes(), path
+
+
+def test_the_command_hides_credentials_wherever_they_are(kind: str, store_path: Path) -> None:
+    secret = "hunter2-do-not-store"
+    jobs = [
+        asjob.start_job(functools.partial(f.consume, "vm1", params={"pw": secret}), kind=kind),
+        asjob.start_job(f.KeyedClient(secret), "rg", kind=kind),
+        asjob.start_job(
+            f.consume,
+            f"Bearer {secret}",
+            f"https://a.example/b?sv=1&sig={secret}",
+            client_secret=secret,
+            kind=kind,
+        ),
+    ]
+    asjob.wait_job(jobs)
+    assert [job.command for job in jobs] == [
+        "consume('vm1', params=<dict>)",
+        "KeyedClient('rg')",
+        "consume('Bearer REDACTED', 'https://a.example/b?sv=1&sig=REDACTED', "
+        "client_secret=<redacted>)",
+    ]
     for path in store_path.parent.iterdir():
         assert secret.encode() not in path.read_bytes(), path
 
