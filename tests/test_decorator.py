@@ -227,3 +227,13 @@ def test_unknown_kind(session: Session) -> None:
     with pytest.raises(ValueError, match="unknown kind 'cloud'"):
         asjob.start_job(f.add, 1, 2, kind="cloud")
     assert time.monotonic() > 0
+
+
+def test_an_async_function_is_run_to_its_end(kind: str) -> None:
+    add = asjob.as_job(f.async_add, kind=kind)
+    assert add(20, 22).receive(wait=True) == 42  # what awaiting the call gives
+
+
+def test_an_async_generators_items_come_as_a_generators(kind: str) -> None:
+    job = asjob.start_job(f.async_count, 3, kind=kind)
+    assert job.receive(wait=True) == [0, 1, 2]

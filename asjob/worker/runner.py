@@ -3,7 +3,9 @@ outcome in the store.
 
 ::
 
-    Running ─► init() ─► fn(*args) ─► provider.finish (an LRO: wait, poll, result)
+    Running ─► init() ─► fn(*args) ─► an async def's coroutine: run to its end (an async
+                                      generator: its items, as a generator's)
+                                   ─► provider.finish (an LRO: wait, poll, result)
                                         ├─ handed off: the session continues the job (Running)
                                         ├─ a generator: each item ─► output record
                                         └─ a value ─► output record + Completed  (one transaction)
@@ -14,7 +16,10 @@ The outcome is written with a compare-and-set, so a job stopped meanwhile stays 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from collections.abc import AsyncGenerator, Generator
+from typing import Any
 
 from .. import capture, context, job_threads, plugins
 from .. import writer as writers
@@ -48,6 +53,10 @@ def run_call(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -
 
 def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> JobState:
     result = call.invoke()
+    if inspect.iscoroutine(result):  # an ``async def``: the job is what awaiting it gives
+        result = asyncio.run(result)
+    elif inspect.isasyncgen(result):
+        result = _iterated(result)
     provider = plugins.provider_for_result(result)
     if provider is not None:
         result = provider.finish(result, writer, job_id)
@@ -77,6 +86,21 @@ def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> Jo
     if transition(store, job_id, JobState.Completed, records=final):
         return JobState.Completed
     return _state_set_elsewhere(store, job_id)
+
+
+def _iterated(items: AsyncGenerator[Any, Any]) -> Generator[Any, None, None]:
+    """An async generator's items, one by one, as a generator's (on an event loop of its own:
+    a job's thread or worker runs none)."""
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(items.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:  # also when the job is stopped between items
+        loop.run_until_complete(items.aclose())
+        loop.close()
 
 
 def _state_set_elsewhere(store: Store, job_id: int) -> JobState:
