@@ -91,3 +91,10 @@ def test_a_result_that_can_be_neither_pickled_nor_shown_is_still_returned(
     job = asjob.start_job(f.identity, deep, kind="thread")
     assert job.receive(wait=True) is deep
     assert job.state is JobState.Completed
+
+
+def test_a_wait_on_a_thread_job_removed_with_force_ends_at_once(session: Session) -> None:
+    job = asjob.start_job(f.sleep_then, 60, "late", kind="thread")  # its thread is abandoned
+    asjob.remove_job(job, force=True)
+    with pytest.raises(asjob.JobNotFoundError):
+        asjob.wait_job([job], timeout=5)  # not a wait for the thread, nor for the timeout

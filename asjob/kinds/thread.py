@@ -129,8 +129,11 @@ class ThreadKind:
             writer.request_stop()
 
     def is_live(self, job_id: int) -> bool:
+        """Whether a thread of this session runs the job and will report its end. A stopped
+        job's thread is abandoned: its job is over (or removed), whatever the thread does."""
         with self._lock:
-            return job_id in self._writers
+            writer = self._writers.get(job_id)
+        return writer is not None and not writer.stopping
 
     def close(self) -> None:
         with self._lock:
