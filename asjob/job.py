@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import records as r
-from .errors import WorkerLostError
+from .errors import JobNotFoundError, WorkerLostError
 from .failures import decode_failure, encode_failure
 from .states import JobState, transition
 from .store.base import CHILDREN, JobRecord
@@ -39,7 +39,11 @@ class Job(Generic[T]):
         self._final: JobRecord | None = record if record.finished else None
 
     def __repr__(self) -> str:
-        return f"<Job {self.id} {self.name!r} {self.state}>"
+        try:  # the last record read, if the job has finished: a removed job has none to read
+            record = self._final or self._session.store.get_job(self.id)
+        except JobNotFoundError:
+            return f"<Job {self.id} (removed)>"
+        return f"<Job {self.id} {record.name!r} {record.state}>"
 
     # -- reading the record ------------------------------------------------------------------
 

@@ -454,3 +454,13 @@ def test_an_interrupted_start_leaves_the_job_stopped_not_failed(
         asjob.start_job(f.add, 1, 2)
     [job] = asjob.get_job()
     assert job.state is JobState.Stopped and job.reason is None
+
+
+def test_a_removed_job_can_still_be_shown(kind: str) -> None:
+    job = asjob.start_job(f.add, 1, 2, kind=kind)
+    assert job.receive(wait=True) == 3
+    asjob.remove_job(job)
+    assert repr(job) == f"<Job {job.id} 'Job{job.id}' Completed>"  # as it was last seen
+    running = asjob.start_job(f.sleep_then, 60, kind=kind)
+    asjob.remove_job(running, force=True)
+    assert repr(running).startswith(f"<Job {running.id} ")  # shown, not raising
