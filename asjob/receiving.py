@@ -155,7 +155,7 @@ def deliver(session: Session, taken: Taken, keep: bool) -> Any:
         raise taken.error
     if not keep:
         taken = claim(session, taken)
-        replay(read.value for read in taken.all_reads() if read.index is None)
+        replay(read for read in taken.all_reads() if read.index is None)
     outputs = outputs_of(taken)
     failure = job_failure(taken)
     if failure is not None:
@@ -221,9 +221,11 @@ def _warning_category(name: str | None) -> type[Warning]:
     return UserWarning
 
 
-def replay(records: Iterable[Any]) -> None:
-    """Hand drained warnings and foreign log records to the caller's warnings and logging."""
-    for record in records:
+def replay(reads: Iterable[Read]) -> None:
+    """Hand drained warnings and foreign log records to the caller's warnings and logging. A
+    warning the job wrote itself (``write_warning``) is a ``UserWarning`` from ``<job N>``."""
+    for read in reads:
+        record = read.value
         if not isinstance(record, r.StreamRecord):
             continue
         if record.source == "warnings":
@@ -233,6 +235,8 @@ def replay(records: Iterable[Any]) -> None:
                 record.filename or "<job>",
                 record.lineno or 0,
             )
+        elif read.row.stream == r.WARNING and record.log is None:
+            warnings.warn_explicit(record.message, UserWarning, f"<job {read.row.job_id}>", 0)
         elif record.log is not None:
             logger = logging.getLogger(record.source)
             if logger.isEnabledFor(record.level or logging.NOTSET):

@@ -47,8 +47,12 @@ def test_receive_drains_streams_and_replays_warnings_and_logs(
     job = asjob.start_job(f.streams, kind=kind)
     asjob.wait_job(job)
     caplog.clear()
-    with pytest.warns(DeprecationWarning, match="a python warning"):
+    with pytest.warns(Warning) as caught:
         assert job.receive() == "streams done"
+    shown = [(type(w.message), str(w.message)) for w in caught]
+    assert (DeprecationWarning, "a python warning") in shown  # its warnings.warn
+    assert (UserWarning, "warning text") in shown  # its write_warning
+    assert f"<job {job.id}>" in [w.filename for w in caught]
     records = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
     if kind == "process":
         # Records from another process reach the caller's logging on receive, once.
