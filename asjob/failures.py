@@ -36,15 +36,18 @@ def _portable_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
 def encode_failure(exc: BaseException) -> bytes:
     """Describe ``exc`` (with its traceback) as bytes that any process can decode."""
     cls = type(exc)
-    state = {k: v for k, v in getattr(exc, "__dict__", {}).items() if _picklable(v)}
-    if isinstance(exc, OSError):
-        # Kept by the C type outside __dict__ and args.
-        state.update(
-            {
-                k: getattr(exc, k)
-                for k in ("filename", "filename2")
-                if getattr(exc, k) is not None and _picklable(getattr(exc, k))
-            }
+    attributes = dict(getattr(exc, "__dict__", {}))
+    attributes.update(_slot_values(exc))
+    if isinstance(exc, OSError):  # kept by the C type outside __dict__ and args
+        attributes.update(
+            {k: getattr(exc, k) for k in ("filename", "filename2") if getattr(exc, k) is not None}
+        )
+    state = {k: v for k, v in attributes.items() if _picklable(v)}
+    left_out = sorted(set(attributes) - set(state))
+    tb_text = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
+    if left_out:  # the caller's copy lacks them: say so where it looks for the details
+        tb_text += (
+            f"(asjob: attributes that cannot be pickled were left out: {', '.join(left_out)})\n"
         )
     description = {
         "version": FORMAT_VERSION,
@@ -53,9 +56,20 @@ def encode_failure(exc: BaseException) -> bytes:
         "args": _portable_args(exc.args),
         "state": state,
         "message": str(exc),
-        "traceback": "".join(traceback.format_exception(cls, exc, exc.__traceback__)),
+        "traceback": tb_text,
     }
     return redaction.dumps(description)  # it is stored: no request's credentials with it
+
+
+def _slot_values(exc: BaseException) -> dict[str, Any]:
+    """The values ``exc`` keeps in ``__slots__`` of its classes (not in its ``__dict__``)."""
+    values: dict[str, Any] = {}
+    for klass in type(exc).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(exc, name):
+                values[name] = getattr(exc, name)
+    return values
 
 
 def failure_type_name(blob: bytes) -> str:

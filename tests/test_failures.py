@@ -42,6 +42,18 @@ def test_unpicklable_attributes_are_left_out() -> None:
     rebuilt = decode_failure(_raised(error))
     assert rebuilt.code == 1  # type: ignore[attr-defined]
     assert not hasattr(rebuilt, "handle")
+    assert "left out: handle" in str(rebuilt.__cause__)  # said, where the details are
+
+
+class SlottedError(Exception):
+    __slots__ = ("where",)
+
+
+def test_attributes_in_slots_come_back() -> None:
+    error = SlottedError("x")
+    error.where = "eastus"
+    rebuilt = decode_failure(_raised(error))
+    assert isinstance(rebuilt, SlottedError) and rebuilt.where == "eastus"
 
 
 def test_builtin_errors_round_trip() -> None:
