@@ -67,6 +67,8 @@ def start_job(
 
     A ``process`` job is Running when this returns. ``init`` runs in the worker before ``fn``.
     ``detach=True`` lets the job outlive this interpreter; otherwise it is stopped at exit.
+    The keywords named here are this function's, never ``fn``'s: to pass ``fn`` a keyword of
+    the same name, call ``as_job(fn)(...)``, which passes every keyword through.
     """
     check_start(fn, kind, context, starter="start_job")
     fn = unwrap_job_function(fn)
