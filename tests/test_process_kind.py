@@ -292,3 +292,14 @@ def test_what_a_worker_writes_to_its_descriptors_is_the_jobs_information(
     assert ("stdout", "from a command") in info
     assert ("stdout", "raw stdout") in info
     assert ("stderr", "raw stderr, unfinished \u00e9") in info
+
+
+def test_a_module_from_a_path_added_after_the_first_job_reaches_the_workers(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert asjob.start_job(f.add, 1, 2).receive(wait=True) == 3  # the fork server is up
+    (tmp_path / "added_late.py").write_text("def triple(x):\n    return 3 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import added_late  # type: ignore[import-not-found]
+
+    assert asjob.start_job(added_late.triple, 14).receive(wait=True) == 42

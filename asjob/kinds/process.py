@@ -158,8 +158,8 @@ class ForkServerClient:
                 new_modules = [m for m in _importable_modules() if m not in self._sent_modules]
             if new_modules:
                 self._sent_modules.update(new_modules)
-                with self._send_lock:
-                    protocol.send(sock, ("preload", new_modules))
+                with self._send_lock:  # with sys.path as it is now: they may come from a new entry
+                    protocol.send(sock, ("preload", new_modules, list(sys.path)))
             message = (
                 "start",
                 job_id,

@@ -3,7 +3,7 @@ Unix socket pair. Only the two ends of that private socket pair ever read these 
 
 Messages (tuples, first item the verb)::
 
-    session ─► server   ("preload", [module names])
+    session ─► server   ("preload", [module names], sys.path)
                         ("start", job_id, payload, detached, environ, cwd, log_levels,
                          session_host)         (pid, start time) of the session that may take
                                                the job over, None for a detached job

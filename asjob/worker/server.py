@@ -117,6 +117,7 @@ class ForkServer(ForkingServer):
             self._initialise(message[1])
         elif verb == "preload":
             self._retire_spare()
+            sys.path[:] = message[2]  # the caller's now: it may have added the modules' place
             with standard_output_discarded():
                 self._preload(message[1])
             self._fork_spare()
