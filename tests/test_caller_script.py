@@ -254,6 +254,41 @@ def test_a_top_level_that_blocks_when_re_run_does_not_block_the_start(tmp_path: 
     assert "caller_script.py, line 9" in result["second"]  # the flock
 
 
+def test_a_module_that_blocks_when_imported_again_does_not_block_the_start(
+    tmp_path: Path,
+) -> None:
+    # A module that locks a file when imported: the caller holds the lock while the fork server
+    # imports the caller's modules, which would wait on it for ever.
+    (tmp_path / "single_instance.py").write_text(
+        textwrap.dedent("""
+            import fcntl, os
+            lock = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.lock"), "w")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        """)
+    )
+    result = _run(
+        tmp_path,
+        """
+        import json
+        import asjob
+        import single_instance
+
+        def work():
+            return "ran"
+
+        if __name__ == "__main__":
+            try:
+                result = asjob.start_job(work).receive(wait=True)
+            except AttributeError as exc:
+                result = str(exc)
+            print(json.dumps({"result": result}))
+        """,
+        env={"ASJOB_SCRIPT_RERUN_LIMIT": "1"},
+    )
+    # The start returns; the job cannot have what the blocked import holds up, and says why.
+    assert "caller_script.py, line 4: waiting on something?" in result["result"]
+
+
 def test_a_function_of_a_packages_main_is_refused_at_the_call(tmp_path: Path) -> None:
     package = tmp_path / "app_package"
     package.mkdir()

@@ -24,6 +24,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -134,13 +135,55 @@ class ForkingServer:
             self._sock.close()
 
 
+IMPORT_LIMIT_ENV = "ASJOB_SCRIPT_RERUN_LIMIT"
+DEFAULT_IMPORT_LIMIT_S = 30.0
+"""How long a fork server waits for the caller's code: the script's top level when it re-runs
+it, or the import of one module (seconds; ``$ASJOB_SCRIPT_RERUN_LIMIT`` overrides it for code
+that takes longer)."""
+
+
+def import_limit() -> float:
+    try:
+        return max(0.1, float(os.environ.get(IMPORT_LIMIT_ENV, DEFAULT_IMPORT_LIMIT_S)))
+    except ValueError:
+        return DEFAULT_IMPORT_LIMIT_S
+
+
+class TooSlow(BaseException):
+    """Raised in the main thread when a :func:`time_limit` runs out. A BaseException, so that
+    the code it interrupts (a module's, a script's) cannot swallow it with ``except Exception``."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`TooSlow` in the block if it runs longer than ``seconds``. Only in the main
+    thread (signals reach no other); elsewhere the block runs unlimited."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGALRM, _raise_too_slow)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
+def _raise_too_slow(signum: int, frame: Any) -> None:
+    raise TooSlow()
+
+
 def preload(modules: Iterable[str]) -> None:
-    """Import ``modules`` (failures are ignored: preloading only saves work in children)."""
+    """Import ``modules`` (failures are ignored: preloading only saves work in children). A
+    module that blocks on import (on a lock its importer holds, say) is given up after
+    :func:`import_limit`: the server must go on serving starts."""
     for name in modules:
         if name not in sys.modules:
             try:
-                importlib.import_module(name)
-            except BaseException:  # e.g. a module that exits when imported
+                with time_limit(import_limit()):
+                    importlib.import_module(name)
+            except BaseException:  # e.g. a module that exits when imported, or too slow
                 continue
     # Objects that exist now are shared with every child: keep the collector from touching
     # (and so copying) their pages in each one.

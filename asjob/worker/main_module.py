@@ -15,19 +15,14 @@ Outside the re-run, no job may start in the server or in a worker still loading 
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import types
 from multiprocessing import spawn
 
 from .. import session
 from ..errors import StartRefusedError
+from .forking import TooSlow, import_limit, time_limit
 
-RERUN_LIMIT_ENV = "ASJOB_SCRIPT_RERUN_LIMIT"
-DEFAULT_RERUN_LIMIT_S = 30.0
-"""How long the script's top level may run when re-run here (seconds; ``$ASJOB_SCRIPT_RERUN_LIMIT``
-overrides it for a script whose imports take longer)."""
 # Why ``__mp_main__`` may lack a name a job needs, for the worker's error; None if complete.
 incomplete_because: str | None = None
 
@@ -46,10 +41,6 @@ def is_refused_start(exc: BaseException | None) -> bool:
     return isinstance(exc, (_MainWorkReached, StartRefusedError))
 
 
-class _RerunTooSlow(BaseException):
-    """Raised in the re-run script when its top level has run out of time."""
-
-
 class _MainWorkReached(BaseException):
     """Raised in the re-run script where it first uses asjob's session: its main work starts
     there. A BaseException, so the script's own ``except Exception`` does not swallow it."""
@@ -64,32 +55,18 @@ def recreate_caller_main(path: str | None, name: str | None, argv: list[str]) ->
         return
     sys.argv[:] = argv
     refused_before = session.refuse_sessions(_MainWorkReached)
-    # A top level that blocks here (on a lock the caller holds, on input) would keep the server
-    # from ever starting a worker, and the caller's start from returning: it gets a deadline.
-    timed_before = signal.signal(signal.SIGALRM, _too_slow)
-    signal.setitimer(signal.ITIMER_REAL, _rerun_limit())
     try:
-        if name:
-            spawn._fixup_main_from_name(name)  # type: ignore[attr-defined]
-        else:
-            spawn._fixup_main_from_path(path)  # type: ignore[attr-defined]
+        # A top level that blocks here (on a lock the caller holds, on input) would keep the
+        # server from ever starting a worker, and the caller's start from returning.
+        with time_limit(import_limit()):
+            if name:
+                spawn._fixup_main_from_name(name)  # type: ignore[attr-defined]
+            else:
+                spawn._fixup_main_from_path(path)  # type: ignore[attr-defined]
     except BaseException as exc:
         incomplete_because = _keep_what_ran(exc, name or path or "")
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, timed_before)
         session.refuse_sessions(refused_before)
-
-
-def _rerun_limit() -> float:
-    try:
-        return max(0.1, float(os.environ.get(RERUN_LIMIT_ENV, DEFAULT_RERUN_LIMIT_S)))
-    except ValueError:
-        return DEFAULT_RERUN_LIMIT_S
-
-
-def _too_slow(signum: int, frame: types.FrameType | None) -> None:
-    raise _RerunTooSlow()
 
 
 def _keep_what_ran(exc: BaseException, script: str) -> str:
@@ -109,9 +86,9 @@ def _keep_what_ran(exc: BaseException, script: str) -> str:
         module.__dict__.update(frame.f_globals)
         sys.modules["__main__"] = sys.modules["__mp_main__"] = module
     where = f"{script}, line {line}" if line else script
-    if isinstance(exc, _RerunTooSlow):
+    if isinstance(exc, TooSlow):
         return (
-            f"{script} was still running its top level after {_rerun_limit():g} s when re-run "
+            f"{script} was still running its top level after {import_limit():g} s when re-run "
             f"({where}: waiting on something?), so worker processes know only what it defines "
             f'before that; put the script\'s main code under `if __name__ == "__main__":`'
         )
