@@ -289,6 +289,28 @@ def test_a_module_that_blocks_when_imported_again_does_not_block_the_start(
     assert "caller_script.py, line 4: waiting on something?" in result["result"]
 
 
+def test_a_function_defined_under_the_main_guard_fails_saying_why(tmp_path: Path) -> None:
+    result = _run(
+        tmp_path,
+        """
+        import json
+        import asjob
+
+        if __name__ == "__main__":
+            def helper():
+                return "unreachable"
+
+            try:
+                result = asjob.start_job(helper).receive(wait=True)
+            except AttributeError as exc:
+                result = str(exc)
+            print(json.dumps({"result": result}))
+        """,
+    )
+    assert "Can't get attribute 'helper'" in result["result"]
+    assert 'defined under `if __name__ == "__main__":`' in result["result"]
+
+
 def test_a_function_of_a_packages_main_is_refused_at_the_call(tmp_path: Path) -> None:
     package = tmp_path / "app_package"
     package.mkdir()

@@ -108,10 +108,15 @@ def _keep_what_ran(exc: BaseException, script: str) -> str:
 def explain_missing(exc: BaseException) -> BaseException:
     """``exc`` — a job's call failing to unpickle in a worker — with the reason the script's
     names may be missing, when that is what went wrong."""
-    if incomplete_because is None or not isinstance(exc, AttributeError):
+    if not isinstance(exc, AttributeError):
         return exc
     if "__main__" not in str(exc) and "__mp_main__" not in str(exc):
         return exc
-    explained = AttributeError(f"{exc}: {incomplete_because}")
+    why = incomplete_because or (
+        "the script, re-run here as __mp_main__, does not define it at its top level (is it "
+        'defined under `if __name__ == "__main__":`, or made at run time?); define what a job '
+        "needs at the script's top level, or in a module it imports"
+    )
+    explained = AttributeError(f"{exc}: {why}")
     explained.__cause__ = exc
     return explained
