@@ -313,3 +313,13 @@ async def async_count(n: int) -> AsyncIterator[int]:
     for i in range(n):
         await asyncio.sleep(0)
         yield i
+
+
+class LockedService:
+    """A class whose instances cannot be pickled: they hold a lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def work(self) -> str:
+        return "worked"

@@ -146,6 +146,8 @@ def test_unpicklable_argument_fails_at_the_call(session: Session) -> None:
         asjob.start_job(f.identity, f.Unpicklable())
     with pytest.raises(TypeError, match="argument 'value' of identity"):
         asjob.start_job(f.identity, value=f.Unpicklable())
+    with pytest.raises(TypeError, match=r"the instance LockedService\.work is bound to"):
+        asjob.start_job(f.LockedService().work)  # its state fails, not where it is defined
     assert asjob.get_job() == before
 
 

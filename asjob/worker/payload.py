@@ -173,6 +173,14 @@ def _culprit(call: Call, whole: Exception) -> str:
     prefix = "cannot send to a worker process"
     error = _fails(call.fn)
     if error is not None:
+        owner = getattr(call.fn, "__self__", None)
+        if owner is not None and not isinstance(owner, type) and _fails(owner) is not None:
+            # A bound method travels with its instance: the instance's state is what fails.
+            return (
+                f"{prefix} the instance {function_name(call.fn)} is bound to (a "
+                f"{type(owner).__qualname__}; pass what the method needs as arguments, or use "
+                f"kind='thread'): {error}"
+            )
         return (
             f"{prefix} the function {fn} (define it at module level, or use kind='thread'): {error}"
         )
