@@ -235,7 +235,7 @@ def replay(reads: Iterable[Read]) -> None:
                 record.filename or "<job>",
                 record.lineno or 0,
             )
-        elif read.row.stream == r.WARNING and record.log is None:
+        elif read.row.stream == r.WARNING and record.source == "job":
             warnings.warn_explicit(record.message, UserWarning, f"<job {read.row.job_id}>", 0)
         elif record.log is not None:
             logger = logging.getLogger(record.source)

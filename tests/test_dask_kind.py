@@ -144,8 +144,10 @@ def test_streams_come_back(dask: DaskKind, caplog: pytest.LogCaptureFixture) -> 
     assert {"error text", "an error record"} <= {r.message for r in job.error}
     assert ("stdout", "printed text") in [(r.source, r.message) for r in job.information]
     caplog.clear()
-    with pytest.warns(DeprecationWarning, match="a python warning"):
+    with pytest.warns(Warning) as caught:
         assert job.receive() == "streams done"
+    shown = {(type(w.message), str(w.message)) for w in caught}
+    assert {(DeprecationWarning, "a python warning"), (UserWarning, "warning text")} <= shown
     assert ("tests.jobfuncs", "ERROR", "an error record") in [
         (r.name, r.levelname, r.getMessage()) for r in caplog.records
     ]
