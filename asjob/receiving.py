@@ -10,9 +10,11 @@ A receive takes two steps, so that nothing leaves the store unless it reaches th
     claim    remove exactly the rows read, and keep of the take only the reads whose rows
              this call removed: of two receivers that read the same rows, each row goes to
              the one that removes it, so what one shows the other never does.
-    deliver  claim (never for ``keep``), re-emit the claimed warnings and hand foreign log
-             records to the caller's loggers, each once, then return the result or raise the
-             job's exception.
+    deliver  re-emit the warnings read and hand foreign log records to the caller's loggers,
+             then claim (neither for ``keep``), then return the result or raise the job's
+             exception. Re-emitting comes first: a warning the caller's filters make an error
+             raises before anything is claimed. (Two receivers of one job at once may both
+             re-emit a record that only one of them claims.)
 
 ``receive_job`` takes every job it was given before it delivers any (see its docstring). The
 ``asjob receive`` command claims itself, between rendering what it will print and printing it.
@@ -148,14 +150,23 @@ def claim(session: Session, taken: Taken) -> Taken:
     return replace(taken, reads=mine)
 
 
-def deliver(session: Session, taken: Taken, keep: bool) -> Any:
-    """Claim what ``taken`` read (unless ``keep``), hand its streams on, and return the
-    job's result or raise its exception (``partial_output`` attached)."""
+def hand_on(taken: Taken) -> None:
+    """Re-emit the warnings and log records ``taken`` read, in the caller (see replay)."""
+    replay(read for read in taken.all_reads() if read.index is None)
+
+
+def deliver(session: Session, taken: Taken, keep: bool, handed_on: bool = False) -> Any:
+    """Hand ``taken``'s streams on (unless ``handed_on`` already) and claim what it read
+    (neither for ``keep``), and return the job's result or raise its exception
+    (``partial_output`` attached)."""
     if taken.error is not None:
         raise taken.error
     if not keep:
+        # Handed on first: a warning the caller's filters turn into an exception ends the
+        # receive there, and must not take the job's data with it (it stays, unclaimed).
+        if not handed_on:
+            hand_on(taken)
         taken = claim(session, taken)
-        replay(read for read in taken.all_reads() if read.index is None)
     outputs = outputs_of(taken)
     failure = job_failure(taken)
     if failure is not None:

@@ -19,7 +19,7 @@ from .decorator import unwrap_job_function
 from .errors import InvalidJobStateError, JobNotFinishedError, JobNotFoundError
 from .job import Job
 from .launching import check_start, start_call
-from .receiving import deliver, take
+from .receiving import deliver, hand_on, take
 from .session import Session, current_session
 from .states import JobState, transition
 from .store.base import CHILDREN, JobRecord
@@ -262,7 +262,10 @@ def receive_job(
             # process could not decode has not, and stays for one that can.
             if auto_remove_job and failing.error is None:
                 remove_job(handles[taken.index(failing)])
-    results = [deliver(session, t, keep) for t in taken]
+    if not keep:  # all first: a warning made an error leaves every job's data unclaimed
+        for t in taken:
+            hand_on(t)
+    results = [deliver(session, t, keep, handed_on=True) for t in taken]
     if auto_remove_job:
         remove_job(handles)
     return results[0] if single else results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 
 import pytest
 
@@ -118,3 +119,14 @@ def test_a_flood_of_printed_lines_arrives_whole_and_in_order(kind: str) -> None:
     job = asjob.start_job(f.print_lines, 3000, kind=kind)
     assert asjob.wait_job(job, timeout=60) == [job]
     assert [record.message for record in job.information] == [f"line {i}" for i in range(3000)]
+
+
+def test_a_warning_made_an_error_leaves_the_jobs_data_unreceived(kind: str) -> None:
+    jobs = [asjob.start_job(f.add, 1, 2, kind=kind), asjob.start_job(f.streams, kind=kind)]
+    asjob.wait_job(jobs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Warning):
+            asjob.receive_job(jobs)
+    with pytest.warns(Warning):  # as the filters have it again: received, nothing lost
+        assert asjob.receive_job(jobs) == [3, "streams done"]
