@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,9 +63,33 @@ def command_text(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str
     if isinstance(fn, functools.partial):
         return command_text(fn.func, (*fn.args, *args), {**fn.keywords, **kwargs})
     name = getattr(fn, "__name__", None) or function_name(fn)
-    parts = [_argument_text(a) for a in args]
+    names = _positional_names(fn)
+    parts = [_argument_text(a, names[i] if i < len(names) else "") for i, a in enumerate(args)]
     parts += [f"{k}={_argument_text(v, k)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"
+
+
+def _positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """The names of ``fn``'s positional parameters, in order (a password passed by position
+    is hidden as one passed by name is)."""
+    function = getattr(fn, "__func__", fn)  # a bound method: its function's, less the first
+    try:
+        names = _names_of(function)
+    except TypeError:  # an unhashable callable: not remembered
+        names = _names_of.__wrapped__(function)
+    return names[1:] if function is not fn else names
+
+
+@functools.lru_cache(maxsize=256)
+def _names_of(function: Callable[..., Any]) -> tuple[str, ...]:
+    # Remembered: an SDK method's signature takes a millisecond to work out (it unwraps its
+    # tracing decorator), and a script starting a hundred jobs asks for the same one.
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in parameters if p.kind in positional)
 
 
 def map_command_text(fn: Callable[..., Any], items: list[Any]) -> str:

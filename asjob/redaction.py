@@ -14,8 +14,8 @@ pickled with:
 - in every string it holds (messages, URLs, traceback text), the values of credential-bearing
   URL query parameters and ``Bearer``/``Basic`` authorization values replaced by ``REDACTED``.
 
-A parameter or header is credential-bearing when its name contains one of
-:data:`_SECRET_NAME_PARTS`: a few harmless ones are redacted too, which costs nothing. Everything
+A parameter or header is credential-bearing when :func:`is_secret_name` says so (a word of its
+name is ``key``, ``secret``, ``token``, ...): a few harmless ones are redacted too. Everything
 else the exception holds (status, response headers and body, error model) is kept, so the
 caller still gets the SDK's own exception with what it reports. A secret in plain text (not a
 header, parameter or body) cannot be told from other text, and is kept.
@@ -32,20 +32,30 @@ from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "REDACTED"
-# Parts of header and query-parameter names that mark a credential, in lower case.
-_SECRET_NAME_PARTS = (
-    "authorization",
-    "code",
-    "cookie",
-    "credential",
-    "identity-header",
-    "key",
-    "passw",
-    "pwd",
-    "secret",
-    "sig",
-    "token",
+# Words of a header, parameter or argument name that mark a credential (the name split at
+# punctuation and at lower-to-upper case changes, in lower case), and endings of such words
+# ("AccountKey" is one word once lowered: "accountkey").
+_SECRET_WORDS = frozenset(
+    {
+        "auth",
+        "authorization",
+        "cookie",
+        "credential",
+        "credentials",
+        "key",
+        "passwd",
+        "password",
+        "pwd",
+        "secret",
+        "sig",
+        "signature",
+        "token",
+    }
 )
+_SECRET_ENDINGS = ("key", "passwd", "password", "secret", "signature", "token")
+# Whole names that mark one: an Azure Functions key (?code=), the managed-identity header.
+_SECRET_NAMES = frozenset({"code", "x-identity-header"})
+_NAME_WORDS = re.compile(r"[^0-9A-Za-z]+|(?<=[a-z0-9])(?=[A-Z])")
 # Where HTTP libraries keep what a request sends besides its headers (body, cookies, auth):
 # azure-core (both request types), requests' Request and PreparedRequest, httpx, urllib.
 _SENT_ATTRIBUTES = frozenset(
@@ -64,7 +74,9 @@ _SENT_ATTRIBUTES = frozenset(
     }
 )
 # A query parameter in any text: its name (group 1, with what precedes the value) and value.
-_QUERY_PARAMETER = re.compile(r"([?&;]([\w.~%-]+)=)([^&;#\s'\"<>]*)")
+_QUERY_PARAMETER = re.compile(r"((?:^|[?&;\s])([\w.~%-]+)=)([^&;#\s'\"<>]*)")
+# The password of a URL's user information: scheme://user:PASSWORD@host.
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")
 # An HTTP authorization value in any text (a request's repr, a message quoting a header).
 _AUTHORIZATION_VALUE = re.compile(r"\b(Bearer|Basic)\s+[\w.~+/=-]+", re.IGNORECASE)
 
@@ -83,6 +95,7 @@ def scrubbed(value: Any) -> Any:
     if isinstance(value, str):
         text = _QUERY_PARAMETER.sub(_redacted_parameter, value) if "=" in value else value
         text = _AUTHORIZATION_VALUE.sub(r"\1 " + REDACTED, text)
+        text = _URL_PASSWORD.sub(r"\1" + REDACTED + r"\3", text) if "@" in text else text
         return value if text == value else text
     if type(value) in (list, tuple):
         items = [scrubbed(item) for item in value]
@@ -99,8 +112,12 @@ def _redacted_parameter(match: re.Match[str]) -> str:
 
 
 def is_secret_name(name: str) -> bool:
-    lowered = name.lower()
-    return any(part in lowered for part in _SECRET_NAME_PARTS)
+    """Whether ``name`` (of a header, a parameter, an argument) names a credential: a word of
+    it is one (``client_secret``, ``x-functions-key``, ``SharedAccessSignature``)."""
+    if name.lower() in _SECRET_NAMES:
+        return True
+    words = [word.lower() for word in _NAME_WORDS.split(name) if word]
+    return any(word in _SECRET_WORDS or word.endswith(_SECRET_ENDINGS) for word in words)
 
 
 class _RedactingPickler(pickle.Pickler):

@@ -323,3 +323,7 @@ class LockedService:
 
     def work(self) -> str:
         return "worked"
+
+
+def login(user: str, password: str, region_code: str = "weu") -> None:
+    """Takes a password by position, as many functions do."""

@@ -340,12 +340,20 @@ def test_the_command_hides_credentials_wherever_they_are(kind: str, store_path: 
             kind=kind,
         ),
     ]
+    jobs += [
+        asjob.start_job(f.login, "alice", secret, "eus", kind=kind),
+        asjob.start_job(
+            f.consume, f"sig={secret}", f"https://bob:{secret}@example.invalid/", kind=kind
+        ),
+    ]
     asjob.wait_job(jobs)
     assert [job.command for job in jobs] == [
         "consume('vm1', params=<dict>)",
         "KeyedClient('rg')",
         "consume('Bearer REDACTED', 'https://a.example/b?sv=1&sig=REDACTED', "
         "client_secret=<redacted>)",
+        "login('alice', <redacted>, 'eus')",  # a region code is no credential
+        "consume('sig=REDACTED', 'https://bob:REDACTED@example.invalid/')",
     ]
     for path in store_path.parent.iterdir():
         assert secret.encode() not in path.read_bytes(), path
