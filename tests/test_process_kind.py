@@ -305,3 +305,16 @@ def test_a_module_from_a_path_added_after_the_first_job_reaches_the_workers(
     import added_late  # type: ignore[import-not-found]
 
     assert asjob.start_job(added_late.triple, 14).receive(wait=True) == 42
+
+
+def test_a_relative_sys_path_entry_is_the_callers(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert asjob.start_job(f.add, 1, 2).receive(wait=True) == 3  # the fork server is up
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "relative_lib.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend("lib")  # relative to the caller's directory, not the server's
+    import relative_lib  # type: ignore[import-not-found]
+
+    assert asjob.start_job(relative_lib.double, 21).receive(wait=True) == 42

@@ -69,6 +69,14 @@ class PackedCall:
     context: Any
 
 
+def _caller_sys_path() -> list[str]:
+    """This process's ``sys.path``, a relative entry made absolute from its working directory
+    now (the server's is another)."""
+    return [
+        entry if not entry or os.path.isabs(entry) else os.path.abspath(entry) for entry in sys.path
+    ]
+
+
 def _importable_modules() -> list[str]:
     return [
         name
@@ -125,7 +133,7 @@ class ForkServerClient:
             (
                 "init",
                 {
-                    "sys_path": list(sys.path),
+                    "sys_path": _caller_sys_path(),
                     "store": store_path,
                     "main_name": getattr(spec, "name", None),
                     "main_path": getattr(main, "__file__", None),
@@ -159,7 +167,7 @@ class ForkServerClient:
             if new_modules:
                 self._sent_modules.update(new_modules)
                 with self._send_lock:  # with sys.path as it is now: they may come from a new entry
-                    protocol.send(sock, ("preload", new_modules, list(sys.path)))
+                    protocol.send(sock, ("preload", new_modules, _caller_sys_path()))
             message = (
                 "start",
                 job_id,
