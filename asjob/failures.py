@@ -67,6 +67,8 @@ def _slot_values(exc: BaseException) -> dict[str, Any]:
     for klass in type(exc).__mro__:
         slots = klass.__dict__.get("__slots__", ())
         for name in [slots] if isinstance(slots, str) else slots:
+            if name.startswith("__") and not name.endswith("__"):  # private: stored mangled
+                name = f"_{klass.__name__.lstrip('_')}{name}"
             if name not in ("__dict__", "__weakref__") and hasattr(exc, name):
                 values[name] = getattr(exc, name)
     return values

@@ -222,7 +222,7 @@ def test_wait_on_a_terminal_shows_a_live_table(cli: Cli) -> None:
     assert "Completed" in text and "Working: step 3" in text
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
 def test_a_wait_ended_by_a_signal_gives_the_terminal_its_cursor_back(cli: Cli, signum: int) -> None:
     job_id = cli.start(f"{FN}:progress", "100", "0.5")
     code, text, _errors = wait_on_a_terminal(cli, job_id, columns=120, signal_once_shown=signum)

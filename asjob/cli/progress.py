@@ -68,13 +68,14 @@ class _Ended(BaseException):
 
 @contextlib.contextmanager
 def _ended_by_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP end the wait through the live display's exit, as Ctrl-C does, so the
-    terminal gets its cursor back (killed outright, the process would leave it hidden)."""
+    """SIGTERM, SIGHUP and SIGQUIT end the wait through the live display's exit, as Ctrl-C
+    does, so the terminal gets its cursor back (killed outright, the process would leave it
+    hidden)."""
 
     def end(signum: int, _frame: object) -> None:
         raise _Ended(signum)
 
-    watched = (signal.SIGTERM, signal.SIGHUP)
+    watched = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
     previous = {signum: signal.signal(signum, end) for signum in watched}
     try:
         yield
