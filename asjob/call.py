@@ -97,6 +97,8 @@ def map_command_text(fn: Callable[..., Any], items: list[Any]) -> str:
     if isinstance(fn, functools.partial):
         fn = fn.func
     name = getattr(fn, "__name__", None) or function_name(fn)
-    shown = ", ".join(_argument_text(item) for item in items[:3])
+    names = _positional_names(fn)  # each item is the function's first argument
+    first = names[0] if names else ""
+    shown = ", ".join(_argument_text(item, first) for item in items[:3])
     more = ", …" if len(items) > 3 else ""
     return f"{name}.map([{shown}{more}])"

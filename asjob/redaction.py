@@ -37,15 +37,24 @@ REDACTED = "REDACTED"
 # ("AccountKey" is one word once lowered: "accountkey").
 _SECRET_WORDS = frozenset(
     {
+        "assertion",
         "auth",
         "authorization",
+        "bearer",
         "cookie",
         "credential",
-        "credentials",
+        "creds",
+        "jwt",
         "key",
+        "mfa",
+        "otp",
+        "passcode",
+        "passphrase",
         "passwd",
         "password",
+        "pat",
         "pwd",
+        "sas",
         "secret",
         "sig",
         "signature",
@@ -74,9 +83,11 @@ _SENT_ATTRIBUTES = frozenset(
     }
 )
 # A query parameter in any text: its name (group 1, with what precedes the value) and value.
-_QUERY_PARAMETER = re.compile(r"((?:^|[?&;\s])([\w.~%-]+)=)([^&;#\s'\"<>]*)")
-# The password of a URL's user information: scheme://user:PASSWORD@host.
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")
+# A name=value pair in any text (a URL's query, a connection string, a message): the name
+# (group 2, with what follows it in group 1) and the value, quoted or up to a separator.
+_QUERY_PARAMETER = re.compile(r"(?<![\w.~%-])(([\w.~%-]+)=)(\"[^\"]*\"|'[^']*'|[^&;#\s'\"<>),]*)")
+# The password of a URL's user information: scheme://user:PASSWORD@host (the user may be empty).
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)([^@\s/]+)(@)")
 # An HTTP authorization value in any text (a request's repr, a message quoting a header).
 _AUTHORIZATION_VALUE = re.compile(r"\b(Bearer|Basic)\s+[\w.~+/=-]+", re.IGNORECASE)
 
@@ -117,6 +128,7 @@ def is_secret_name(name: str) -> bool:
     if name.lower() in _SECRET_NAMES:
         return True
     words = [word.lower() for word in _NAME_WORDS.split(name) if word]
+    words += [word[:-1] for word in words if word.endswith("s")]  # plurals: "api_keys"
     return any(word in _SECRET_WORDS or word.endswith(_SECRET_ENDINGS) for word in words)
 
 

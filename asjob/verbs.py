@@ -255,8 +255,11 @@ def receive_job(
     taken = [take(session, h) for h in handles]
     failing = next((t for t in taken if t.raises), None)
     if failing is not None:
+        if not keep:  # outside the try: a warning made an error must not remove the job
+            hand_on(failing)
         try:
-            deliver(session, failing, keep)  # raises, having received nothing of the others
+            # Raises, having received nothing of the others.
+            deliver(session, failing, keep, handed_on=True)
         finally:
             # The job's own failure has reached the caller: it is received. A record this
             # process could not decode has not, and stays for one that can.

@@ -327,3 +327,12 @@ class LockedService:
 
 def login(user: str, password: str, region_code: str = "weu") -> None:
     """Takes a password by position, as many functions do."""
+
+
+def warn_then_fail() -> None:
+    current_job().write_warning("a warning first")
+    raise ValueError("failed after warning")
+
+
+def rotate_password(password: str) -> None:
+    """Takes a credential as its first (fan-out) argument."""

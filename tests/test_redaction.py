@@ -124,3 +124,27 @@ def test_requests_of_other_libraries_and_shapes_are_redacted() -> None:
     for request in carried:
         assert not _stored_holds("t0ken", ValueError(request)), request
         assert not _stored_holds("pa55", ValueError(request)), request
+
+
+def test_credentials_in_text_are_redacted_in_their_common_forms() -> None:
+    secret = "S3CRET"
+    texts = [
+        f"Server=db;Password='{secret}';",
+        f'login password="{secret} two"',
+        f"(AccountKey={secret}==)",
+        f"failed:sig={secret}",
+        f"redis://:{secret}@127.0.0.1",
+        f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={secret};EndpointSuffix=x",
+    ]
+    for text in texts:
+        assert secret not in decode_failure(encode_failure(ValueError(text))).args[0], text
+    assert "region_code=weu" in str(decode_failure(encode_failure(ValueError("region_code=weu"))))
+
+
+def test_credential_names_are_told_by_their_words() -> None:
+    from asjob.redaction import is_secret_name
+
+    secret = ["client_secret", "api_keys", "apiKey", "AccountKey", "passcode", "mfa_code", "PAT"]
+    plain = ["region_code", "exit_code", "design", "keyword", "status", "session", "name"]
+    assert [n for n in secret if not is_secret_name(n)] == []
+    assert [n for n in plain if is_secret_name(n)] == []

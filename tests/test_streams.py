@@ -130,3 +130,16 @@ def test_a_warning_made_an_error_leaves_the_jobs_data_unreceived(kind: str) -> N
             asjob.receive_job(jobs)
     with pytest.warns(Warning):  # as the filters have it again: received, nothing lost
         assert asjob.receive_job(jobs) == [3, "streams done"]
+
+
+def test_a_warning_made_an_error_keeps_a_failed_job_for_an_auto_removing_receive(
+    kind: str,
+) -> None:
+    job = asjob.start_job(f.warn_then_fail, kind=kind)
+    asjob.wait_job([job])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning):
+            asjob.receive_job(job, wait=True, auto_remove_job=True)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="after warning"):
+        asjob.receive_job(job, wait=True, auto_remove_job=True)  # its failure reaches you

@@ -472,3 +472,10 @@ def test_a_removed_job_can_still_be_shown(kind: str) -> None:
     running = asjob.start_job(f.sleep_then, 60, kind=kind)
     asjob.remove_job(running, force=True)
     assert repr(running).startswith(f"<Job {running.id} ")  # shown, not raising
+
+
+def test_a_fan_outs_command_hides_items_that_go_to_a_credential_parameter(kind: str) -> None:
+    rotate = asjob.as_job(f.rotate_password, kind=kind)
+    parent = rotate.map(["S3CRET-1", "S3CRET-2"])
+    asjob.wait_job([parent])
+    assert parent.command == "rotate_password.map([<redacted>, <redacted>])"
