@@ -63,8 +63,15 @@ def resolve_kind(session: Session, kind: Any) -> Kind:
 
 
 def resolve_working_directory(working_directory: str | os.PathLike[str] | None) -> str:
+    """Where the job runs: ``working_directory``, else this process's own."""
     if working_directory is None:
-        return os.getcwd()
+        try:
+            return os.getcwd()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                "this process's working directory no longer exists, and a job runs in its "
+                "caller's: change to a directory that exists, or pass working_directory="
+            ) from None
     path = os.path.abspath(os.fspath(working_directory))
     if not os.path.isdir(path):
         raise FileNotFoundError(f"working_directory {path!r} does not exist or is not a directory")

@@ -479,3 +479,15 @@ def test_a_fan_outs_command_hides_items_that_go_to_a_credential_parameter(kind: 
     parent = rotate.map(["S3CRET-1", "S3CRET-2"])
     asjob.wait_job([parent])
     assert parent.command == "rotate_password.map([<redacted>, <redacted>])"
+
+
+def test_a_start_from_a_deleted_working_directory_says_so(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(FileNotFoundError, match="working directory no longer exists"):
+        asjob.start_job(f.add, 1, 2)
+    assert asjob.start_job(f.add, 1, 2, working_directory=tmp_path).receive(wait=True) == 3

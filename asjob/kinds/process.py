@@ -71,10 +71,12 @@ class PackedCall:
 
 def _caller_sys_path() -> list[str]:
     """This process's ``sys.path``, a relative entry made absolute from its working directory
-    now (the server's is another)."""
-    return [
-        entry if not entry or os.path.isabs(entry) else os.path.abspath(entry) for entry in sys.path
-    ]
+    now (the server's is another; if this one is gone, the entry is sent as it is)."""
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:
+        return list(sys.path)
+    return [entry if not entry else os.path.join(here, entry) for entry in sys.path]
 
 
 def _importable_modules() -> list[str]:

@@ -85,7 +85,7 @@ def serve_one_job(store_path: str, job_r: int, done_w: int) -> int:
     if environ != os.environ:
         os.environ.clear()
         os.environ.update(environ)
-    if cwd != os.getcwd():
+    if cwd != _working_directory():
         os.chdir(cwd)
     # The store is opened only once there is a job: a connection opened while waiting made
     # no job faster and each of a hundred workers a megabyte larger.
@@ -98,3 +98,12 @@ def serve_one_job(store_path: str, job_r: int, done_w: int) -> int:
     # to be torn down and reaped.
     os.write(done_w, SAYS_HANDED_OFF if handed_off else SAYS_DONE)
     return 0
+
+
+def _working_directory() -> str | None:
+    """This process's working directory; ``None`` if it has been deleted (the server started
+    in a directory removed since)."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
