@@ -115,3 +115,8 @@ def huge_int() -> int:
 def count_then_fail(n: int) -> Iterator[int]:
     yield from range(n)
     raise RuntimeError("after the items")
+
+
+def many_lines(n: int) -> str:
+    """One string value of ``n`` lines (larger than a pipe holds)."""
+    return "".join(f"line {i}\n" for i in range(n))

@@ -225,8 +225,12 @@ def test_output_to_a_closed_pipe_exits_141_quietly(cli: Cli, args: list[str]) ->
     assert (process.returncode, process.stderr) == (141, b"")
 
 
-def test_a_generator_received_into_a_closed_pipe_exits_141_quietly(cli: Cli) -> None:
-    job_id = cli.start(f"{FN}:count", "100000")
+@pytest.mark.parametrize(("function", "first"), [("count", b"0\n"), ("many_lines", b"line 0\n")])
+def test_a_value_received_into_a_closed_pipe_exits_141_quietly(
+    cli: Cli, function: str, first: bytes
+) -> None:
+    # Items one by one, or one string far larger than a pipe holds (written in one go).
+    job_id = cli.start(f"{FN}:{function}", "100000")
     assert cli("wait", str(job_id)).returncode == 0
     process = subprocess.Popen(
         [sys.executable, "-m", "asjob", "receive", str(job_id), "--keep"],
@@ -236,7 +240,7 @@ def test_a_generator_received_into_a_closed_pipe_exits_141_quietly(cli: Cli) -> 
         stdin=subprocess.DEVNULL,
     )
     assert process.stdout is not None and process.stderr is not None
-    assert process.stdout.readline() == b"0\n"  # `asjob receive ID | head -1`
+    assert process.stdout.readline() == first  # `asjob receive ID | head -1`
     process.stdout.close()
     assert process.wait(timeout=30) == 141
     with process.stderr:

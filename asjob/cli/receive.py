@@ -22,10 +22,11 @@ or logging (``PYTHONWARNINGS=error`` must not turn a job's warning into a crash 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TextIO, TypeAlias
+from typing import BinaryIO, TextIO, TypeAlias
 
 import click
 
@@ -206,10 +207,25 @@ def _write(stream: TextIO, lines: Iterable[str]) -> None:
     not on a terminal), each character the stream's encoding cannot hold escaped."""
     stream.flush()
     binary = stream.buffer
+    binary.flush()
     encoding = stream.encoding or "utf-8"
     for line in lines:
-        binary.write(_encode(line + "\n", encoding))
-    binary.flush()
+        _write_all(binary, _encode(line + "\n", encoding))
+
+
+def _write_all(binary: BinaryIO, data: bytes) -> None:
+    """Write ``data`` to ``binary``'s file descriptor, all of it or an error. (A buffered
+    write of a large value to a pipe whose reader goes away mid-way can end short without
+    one, and the command would exit 0 having drained what nobody read.)"""
+    try:
+        fd = binary.fileno()
+    except (AttributeError, OSError, ValueError):  # not backed by a descriptor
+        binary.write(data)
+        binary.flush()
+        return
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _encode(text: str, encoding: str) -> bytes:
