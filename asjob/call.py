@@ -72,24 +72,35 @@ def command_text(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str
 def _positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
     """The names of ``fn``'s positional parameters, in order (a password passed by position
     is hidden as one passed by name is)."""
-    function = getattr(fn, "__func__", fn)  # a bound method: its function's, less the first
     try:
-        names = _names_of(function)
-    except TypeError:  # an unhashable callable: not remembered
-        names = _names_of.__wrapped__(function)
-    return names[1:] if function is not fn else names
-
-
-@functools.lru_cache(maxsize=256)
-def _names_of(function: Callable[..., Any]) -> tuple[str, ...]:
-    # Remembered: an SDK method's signature takes a millisecond to work out (it unwraps its
-    # tracing decorator), and a script starting a hundred jobs asks for the same one.
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
+        parameters = signature_of(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins)
         return ()
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return tuple(p.name for p in parameters if p.kind in positional)
+
+
+def signature_of(fn: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature(fn)``, remembered per function for a bound method: a generated SDK
+    method's signature takes about a millisecond to work out (it unwraps the tracing
+    decorator), and a script starting a hundred jobs asks for the same one a hundred times."""
+    function = getattr(fn, "__func__", None)
+    if function is None:
+        return inspect.signature(fn)
+    return _bound_signature(function)
+
+
+@functools.lru_cache(maxsize=256)
+def _bound_signature(function: Callable[..., Any]) -> inspect.Signature:
+    # As binding does: the first positional parameter takes the instance; a ``*args`` stays.
+    signature = inspect.signature(function)
+    parameters = list(signature.parameters.values())
+    if parameters and parameters[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        parameters = parameters[1:]
+    return signature.replace(parameters=parameters)
 
 
 def map_command_text(fn: Callable[..., Any], items: list[Any]) -> str:

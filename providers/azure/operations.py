@@ -19,9 +19,7 @@ the client, or, for a client built directly, a context made from that client's o
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 from azure.core.polling import LROPoller
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 
+from asjob.call import signature_of
 from asjob.context import current_context
 from asjob.writer import active_writer
 
@@ -181,29 +180,6 @@ def resource_name(
         return str(bound.arguments[names[-1]])
     group = bound.arguments.get("resource_group_name")
     return None if group is None else str(group)
-
-
-def signature_of(method: Callable[..., Any]) -> inspect.Signature:
-    """``inspect.signature(method)``, remembered per function: a generated SDK method's
-    signature takes about a millisecond to work out (it unwraps the tracing decorator), and a
-    script starting a hundred jobs asks for the same one a hundred times."""
-    function = getattr(method, "__func__", None)
-    if function is None:
-        return inspect.signature(method)
-    return _bound_signature(function)
-
-
-@functools.lru_cache(maxsize=256)
-def _bound_signature(function: Callable[..., Any]) -> inspect.Signature:
-    # As binding does: the first positional parameter takes the instance; a ``*args`` stays.
-    signature = inspect.signature(function)
-    parameters = list(signature.parameters.values())
-    if parameters and parameters[0].kind in (
-        inspect.Parameter.POSITIONAL_ONLY,
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-    ):
-        parameters = parameters[1:]
-    return signature.replace(parameters=parameters)
 
 
 def recipe_for(fn: Any) -> tuple[SdkMethod, AzureContext]:
