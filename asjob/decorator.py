@@ -189,12 +189,17 @@ def as_job(
 
     Also wraps a bound SDK method:
     ``as_job(compute.virtual_machines.begin_create_or_update)(rg, "vm1", params)``.
+    An ``@as_job`` function given again is re-decorated: ``as_job(kind="thread")(fn)`` starts
+    ``fn``'s undecorated function with the new options.
     ``throttle_limit=N`` runs at most N of this function's jobs at once.
     """
 
     options = JobOptions(name, kind, context, throttle_limit, detach, working_directory)
 
     def decorate(function: Callable[P, T]) -> AsJobFunction[P, T]:
+        # Decorating a decorated function again gives it these options instead (a job whose
+        # work is to start another job is never what was meant).
+        function = unwrap_job_function(function)
         check_start(function, kind, context, starter="as_job")
         return AsJobFunction(function, options)
 

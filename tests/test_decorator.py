@@ -41,6 +41,14 @@ def test_start_job_accepts_a_decorated_function(session: Session) -> None:
     assert asjob.start_job(f.decorated_double, 5).receive(wait=True) == 10
 
 
+def test_decorating_a_decorated_function_again_replaces_its_options(session: Session) -> None:
+    redecorated = asjob.as_job(kind="thread", name="doubler")(f.decorated_double)
+    assert redecorated.__wrapped__ is f.decorated_double.__wrapped__
+    job = redecorated(4)
+    assert (job.job_type_name, job.name) == ("ThreadJob", "doubler")
+    assert job.receive(wait=True) == 8  # the value, not a job started by a job
+
+
 def test_a_bound_method(kind: str) -> None:
     greeter = f.Greeter("hello")
     job = asjob.as_job(greeter.greet, kind=kind)("world")

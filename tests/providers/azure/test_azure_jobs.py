@@ -80,6 +80,19 @@ def test_a_function_that_returns_a_poller_is_waited_for(arm: ArmEmulator, kind: 
     assert job.job_type_name == "AzureLongRunningJob"
 
 
+def test_a_paged_list_comes_back_as_a_list_of_every_page(arm: ArmEmulator, kind: str) -> None:
+    compute = connect(arm).client(ComputeManagementClient)
+    names = [f"vm-list{i:02d}" for i in range(12)]  # more than one page (the endpoint's are 10)
+    for name in names:
+        compute.virtual_machines.begin_create_or_update(f.GROUP, name, f.body(name)).result()
+
+    vms = asjob.as_job(compute.virtual_machines.list, kind=kind)(f.GROUP).receive(wait=True)
+
+    assert type(vms) is list
+    assert [type(vm) for vm in vms] == [VirtualMachine] * 12
+    assert [vm.name for vm in vms] == names
+
+
 def test_thread_jobs_share_the_callers_token(arm: ArmEmulator) -> None:
     compute = connect(arm).client(ComputeManagementClient)
     create = asjob.as_job(compute.virtual_machines.begin_create_or_update, kind="thread")
