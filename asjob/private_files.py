@@ -5,7 +5,7 @@ The store holds pickles, and a saved context names the endpoint that access toke
 to: whoever can put their own file in place of either runs code as, or takes tokens from, the
 user who reads it. So before asjob reads or writes one (:func:`check_private`):
 
-- the file, if it exists, is owned by this user;
+- the file, if it exists, is a regular file (or a link to one) owned by this user;
 - its directory is owned by this user, and no one else can write to it;
 - no directory above is writable by others unless it is sticky (as ``/tmp`` is): else the
   directories below it could be renamed away and replaced.
@@ -57,6 +57,12 @@ def _check(path: Path, what: str) -> None:
     except FileNotFoundError:
         pass
     else:
+        if not (stat.S_ISREG(status.st_mode) or stat.S_ISLNK(status.st_mode)):
+            # Before anything opens it: a device (as root, /dev/null) would have its mode
+            # changed and a journal made beside it.
+            raise UnsafeFileError(
+                f"refusing {what} {path}: it is {_kind_of(status.st_mode)}, not a regular file"
+            )
         if status.st_uid != me:
             _refuse(what, path, f"it is owned by {_user(status.st_uid)}, not by you")
     directory = path.parent
@@ -72,6 +78,17 @@ def _check(path: Path, what: str) -> None:
             _refuse(what, path, f"the directory {above} above it is owned by {owner}")
         if _others_can_write(status) and not status.st_mode & stat.S_ISVTX:
             _refuse(what, path, f"the directory {above} above it is writable by others")
+
+
+def _kind_of(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def _others_can_write(status: os.stat_result) -> bool:

@@ -126,3 +126,10 @@ class _Plain(asjob.Context):
 
 def _a_context() -> asjob.Context:
     return _Plain()
+
+
+def test_a_saved_context_that_is_a_directory_is_refused_as_one(tmp_path: Path) -> None:
+    with pytest.raises(asjob.UnsafeFileError, match="it is a directory, not a regular file"):
+        check_private(tmp_path, "the saved context")
+    with pytest.raises(asjob.UnsafeFileError, match="it is a directory"):
+        asjob.save_context(tmp_path, context=_a_context())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from asjob import JobState, MemoryStore, SQLiteStore, StoreError
+from asjob import JobState, MemoryStore, SQLiteStore, StoreError, UnsafeFileError
 from asjob.errors import JobNotFoundError
 from asjob.store.base import CHILDREN, NewJob, Store
 from tests.cli_support import Cli
@@ -84,6 +85,17 @@ def test_records_drain_in_order(store: Store) -> None:
     assert store.read_records(job_id) == []
 
 
+def test_no_record_is_added_to_a_removed_job(store: Store) -> None:
+    removed, kept = _new(store), _new(store)
+    store.delete_jobs([removed])
+    # As a stopped job's last batch of printed lines does, flushed after a forced remove.
+    store.append_records(removed, [("information", b"late")])
+    store.append_records(removed, [("information", b"later"), ("output", b"1")])
+    store.append_records(kept, [("output", b"2")])
+    assert store.read_records(removed) == []
+    assert [r.payload for r in store.read_records(kept)] == [b"2"]
+
+
 def test_a_parent_settles_with_its_last_child(store: Store) -> None:
     parent = _new(store, output_mode=CHILDREN)
     children = [_new(store, parent_id=parent, position=i) for i in range(2)]
@@ -149,6 +161,40 @@ def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
         SQLiteStore(path)
 
 
+def test_sqlite_gives_back_the_pages_of_removed_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    store = SQLiteStore(path)
+    job_id = _new(store)
+    store.append_records(job_id, [("output", bytes(8_000_000))])
+
+    def pages() -> int:
+        with sqlite3.connect(path) as conn:  # sees the write-ahead log too
+            return int(conn.execute("PRAGMA page_count").fetchone()[0])
+
+    full = pages()
+    store.delete_jobs([job_id])
+    assert pages() < full / 20
+
+
+def test_sqlite_refuses_a_special_file_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    os.mkfifo(path, 0o644)  # as a device would be (root's /dev/null): never opened
+    with pytest.raises(UnsafeFileError, match="it is a named pipe, not a regular file"):
+        SQLiteStore(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["jobs.db"]
+
+
+def test_sqlite_names_a_state_it_does_not_know(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    job_id = _new(SQLiteStore(path))
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE jobs SET state = 'Hibernating'")
+    conn.close()
+    with pytest.raises(StoreError, match=rf"job {job_id} is in a state .* \('Hibernating'\)"):
+        SQLiteStore(path).get_job(job_id)
+
+
 def test_sqlite_is_shared_between_handles(tmp_path: Path) -> None:
     one, two = SQLiteStore(tmp_path / "jobs.db"), SQLiteStore(tmp_path / "jobs.db")
     job_id = _new(one)
@@ -173,8 +219,12 @@ def test_sqlite_store_deleted_while_in_use_raises_a_store_error(tmp_path: Path) 
     for leftover in tmp_path.iterdir():
         leftover.unlink()
     store._idle_readers.clear()  # the next read opens a connection, as a new thread's does
-    with pytest.raises(StoreError, match="lost its tables"):
+    with pytest.raises(StoreError, match="no longer exists"):
         store.get_job(job_id)
+    # Not made again, with the umask's permissions, by a process that only opens it.
+    with pytest.raises(StoreError, match="no longer exists"):
+        SQLiteStore(path, initialise=False).get_job(job_id)
+    assert list(tmp_path.iterdir()) == []
 
 
 _DELETES_ITS_STORE = """
@@ -191,4 +241,4 @@ def test_a_store_gone_bad_at_exit_is_reported_in_one_line(store_path: Path, tmp_
     done = Cli(store_path, tmp_path).python(_DELETES_ITS_STORE)
     assert done.returncode == 0
     assert done.stderr.startswith("asjob: could not stop this session's jobs at exit: ")
-    assert "lost its tables" in done.stderr and "Traceback" not in done.stderr
+    assert "no longer exists" in done.stderr and "Traceback" not in done.stderr

@@ -187,7 +187,7 @@ class Store(Protocol):
         """Set fields that are not the state (see ``MUTABLE_FIELDS``)."""
 
     def append_records(self, job_id: int, records: Sequence[tuple[str, bytes]]) -> None:
-        """Append stream records to a job, in order."""
+        """Append stream records to a job, in order; none to a job no longer in the store."""
 
     def read_records(
         self,

@@ -117,6 +117,8 @@ class MemoryStore:
 
     def append_records(self, job_id: int, records: Sequence[tuple[str, bytes]]) -> None:
         with self._lock:
+            if job_id not in self._jobs:
+                return  # removed meanwhile: no record outlives its job
             self._records.extend(
                 StreamRow(job_id, next(self._seqs), stream, payload) for stream, payload in records
             )

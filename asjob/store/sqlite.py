@@ -128,6 +128,16 @@ class JobSummary(NamedTuple):
     any_unreceived: int
 
 
+def _state(job_id: int, value: str) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        raise StoreError(
+            f"job {job_id} is in a state this asjob does not know ({value!r}): "
+            "was the store written by a newer asjob?"
+        ) from None
+
+
 def _record(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
         id=row[0],
@@ -137,7 +147,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         job_type_name=row[4],
         kind=row[5],
         location=row[6],
-        state=JobState(row[7]),
+        state=_state(row[0], row[7]),
         session_id=row[8],
         parent_id=row[9],
         position=row[10],
@@ -153,6 +163,13 @@ def _record(row: sqlite3.Row) -> JobRecord:
         unreceived=row[20],
     )
 
+
+# A record for a job removed meanwhile is dropped (a stopped job's last batch can be flushed
+# after a forced remove): no row may outlive its job, whose id is never used again.
+_APPEND_RECORD = (
+    "INSERT INTO records (job_id, stream, payload) "
+    "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?)"
+)
 
 _process_locks: dict[Path, threading.Lock] = {}
 _process_locks_guard = threading.Lock()
@@ -215,7 +232,15 @@ class SQLiteStore:
     def _open(self) -> sqlite3.Connection:
         # No busy wait inside SQLite: writers queue with our own short pauses (SQLite's
         # handler sleeps up to 100 ms at a time), readers retry the same way.
-        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+        # mode=rw: the file exists (made private by create_private_file); if it has been
+        # deleted meanwhile, SQLite must not make a new one with the umask's permissions.
+        conn = sqlite3.connect(
+            f"{self._path.as_uri()}?mode=rw",
+            uri=True,
+            timeout=0,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         # The first statement reads the schema, and meets the locks any statement can.
         self._retry_while_busy(
             lambda: conn.execute("PRAGMA synchronous=NORMAL"), READ_BUSY_TIMEOUT_S
@@ -277,6 +302,9 @@ class SQLiteStore:
         with self._thread_lock:
             conn = self._writer_connection()
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                # A new store (set before its first table, or ignored): the pages of removed
+                # jobs go back to the file system (see delete_jobs), not only to later jobs.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 conn.execute("PRAGMA journal_mode=WAL")
 
     def _retry_while_busy(self, attempt: Callable[[], _T], timeout: float = BUSY_TIMEOUT_S) -> _T:
@@ -341,6 +369,8 @@ class SQLiteStore:
         """Why SQLite could not write the store: usually its directory, where SQLite must
         create the -wal and -shm files even when the store file itself is writable."""
         directory = self._path.parent
+        if not self._path.exists():
+            return f"the job store {self._path} no longer exists (was it deleted while in use?)"
         if not os.access(directory, os.W_OK | os.X_OK):
             why = f"its directory {directory} is not writable (SQLite keeps -wal and -shm there)"
         elif not os.access(self._path, os.R_OK | os.W_OK):
@@ -570,6 +600,15 @@ class SQLiteStore:
                 marks = ",".join("?" * len(ids))
                 conn.execute(f"DELETE FROM records WHERE job_id IN ({marks})", ids)
                 conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+        self._give_back_free_pages()
+
+    def _give_back_free_pages(self) -> None:
+        """Shrink the file by the pages removed jobs held (a store made before asjob set
+        incremental auto-vacuum on new stores keeps them for later jobs instead)."""
+        with self._thread_lock, self._translated_errors():
+            conn = self._writer_connection()
+            # executescript, not execute: it runs the pragma to its end (execute frees one page).
+            self._retry_while_busy(lambda: conn.executescript("PRAGMA incremental_vacuum;"))
 
     # -- holds ------------------------------------------------------------------------------
 
@@ -593,18 +632,12 @@ class SQLiteStore:
         conn: sqlite3.Connection, job_id: int, records: Sequence[tuple[str, bytes]]
     ) -> None:
         if records:
-            conn.executemany(
-                "INSERT INTO records (job_id, stream, payload) VALUES (?, ?, ?)",
-                [(job_id, stream, payload) for stream, payload in records],
-            )
+            conn.executemany(_APPEND_RECORD, [(job_id, s, p, job_id) for s, p in records])
 
     def append_records(self, job_id: int, records: Sequence[tuple[str, bytes]]) -> None:
         if len(records) == 1:  # the usual case: one progress record, one printed line
             ((stream, payload),) = records
-            self._write_statement(
-                "INSERT INTO records (job_id, stream, payload) VALUES (?, ?, ?)",
-                (job_id, stream, payload),
-            )
+            self._write_statement(_APPEND_RECORD, (job_id, stream, payload, job_id))
             return
         with self._write() as conn:
             self._append(conn, job_id, records)
