@@ -117,8 +117,8 @@ def get_job(
     """
     session = current_session()
     store = session.store
-    ids, names = _as_list(id), _as_list(name)
-    instances = [uuid.UUID(str(i)) for i in _as_list(instance_id)]
+    ids, names = list(dict.fromkeys(_as_list(id))), _as_list(name)  # each job once
+    instances = list(dict.fromkeys(uuid.UUID(str(i)) for i in _as_list(instance_id)))
     if ids:
         records = [store.get_job(i) for i in ids]
     elif instances:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import signal
 import sqlite3
 import subprocess
@@ -232,6 +235,43 @@ def test_a_wait_ended_by_a_signal_gives_the_terminal_its_cursor_back(cli: Cli, s
     assert cli("get", "--id", str(job_id), "--json").stdout.count('"Running"') == 1
 
 
+_SIGNALLED_WHILE_THE_TABLE_IS_PUT_UP = """
+import os, signal
+from rich.live import Live
+import asjob
+from asjob.cli.progress import wait_with_progress
+from tests import jobfuncs as f
+
+put_up = Live.start
+
+def start_then_signalled(self, *args, **kwargs):
+    put_up(self, *args, **kwargs)  # the first table is on the terminal, the cursor hidden
+    os.kill(os.getpid(), signal.SIGTERM)
+
+Live.start = start_then_signalled
+wait_with_progress([asjob.start_job(f.sleep_then, 30, kind="thread")], False, None)
+"""
+
+
+def test_a_signal_while_the_table_is_put_up_still_gives_the_cursor_back(cli: Cli) -> None:
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SIGNALLED_WHILE_THE_TABLE_IS_PUT_UP],
+        stdout=secondary,
+        stdin=subprocess.DEVNULL,
+        env={**environment(cli.store), "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(secondary)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+        while chunk := os.read(main, 65536):
+            shown += chunk
+    os.close(main)
+    assert process.wait(timeout=30) == -signal.SIGTERM
+    hidden, back = shown.rfind(b"\x1b[?25l"), shown.rfind(b"\x1b[?25h")
+    assert hidden != -1 and back > hidden
+
+
 # -- stop and remove -------------------------------------------------------------------------------
 
 
@@ -287,6 +327,14 @@ def test_retention_removes_finished_jobs_older_than_a_duration(cli: Cli) -> None
     assert cli("remove", "--older-than", "1w").returncode == 0
     assert [j["id"] for j in json.loads(cli("get", "--json").stdout)] == [recent_id]
     assert cli("get", "--older-than", "12h").stdout == ""
+    # 0 is a duration too: every finished job, none running.
+    running = cli.start(f"{FN}:sleep_then", "30")
+    assert [j["id"] for j in json.loads(cli("get", "--json", "--older-than", "0").stdout)] == [
+        recent_id
+    ]
+    assert cli("remove", "--older-than", "0s").returncode == 0
+    assert [j["id"] for j in json.loads(cli("get", "--json").stdout)] == [running]
+    assert cli("stop", str(running)).returncode == 0
 
 
 # -- bad input -------------------------------------------------------------------------------
@@ -305,6 +353,7 @@ BAD_INPUT: list[tuple[list[str], list[str]]] = [
     (["start", f"{FN}:add", "1", "2", "--kind", "thread"], ["use --kind process"]),
     (["wait", "1", "--timeout", "soon"], ["'soon' is not a duration"]),
     (["remove", "--older-than", "7x"], ["'7x' is not a duration"]),
+    (["remove", "--older-than", "-5s"], ["'-5s' is negative"]),
     (["get", "--state", "Done"], ["'Done' is not a job state"]),
     (["remove"], ["name the jobs to remove"]),
     (["stop"], ["name the jobs to stop"]),

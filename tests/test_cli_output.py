@@ -132,6 +132,7 @@ def test_views_json_is_a_list_of_objects() -> None:
         ((1, 2), "[1, 2]"),
         (datetime.date(2024, 1, 2), "datetime.date(2024, 1, 2)"),
         ({1: {2}}, "{1: {2}}"),
+        ({"k": float("nan")}, "{'k': nan}"),  # not JSON's look-alike {"k": NaN}
     ],
 )
 def test_values_print_as_strings_json_or_repr(value: object, text: str) -> None:

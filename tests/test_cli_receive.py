@@ -241,3 +241,44 @@ def test_a_fan_out_parent_prints_its_childrens_results(
     assert main(["receive", str(parent.id), "--json"]) == 0
     out, _ = capfd.readouterr()
     assert _strict_json(out) == {"id": parent.id, "state": "Completed", "value": ["hi a", "hi b"]}
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+_MODULE_OF_THE_PIPELINE = """
+class Thing:
+    def __init__(self, x):
+        self.x = x
+
+    def __repr__(self):
+        return f"Thing({self.x})"
+
+
+def thing(x=1):
+    return Thing(x)
+"""
+
+
+def test_the_console_script_decodes_a_value_of_a_class_from_the_working_directory(
+    cli: Cli,
+) -> None:
+    """`asjob start pipeline:thing` found the module in the current directory (as `python -m`
+    would): the `asjob receive` of a later step in the same checkout decodes its class there."""
+    (cli.cwd / "pipeline_steps.py").write_text(_MODULE_OF_THE_PIPELINE)
+    script = str(Path(sys.executable).parent / "asjob")  # not `python -m`: no cwd on its path
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [script, *args],
+            env=environment(cli.store),
+            cwd=cli.cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    started = run("start", "pipeline_steps:thing", "--kw", "x=7")
+    assert started.returncode == 0, started.stderr
+    received = run("receive", started.stdout.strip(), "--wait")
+    assert (received.returncode, received.stdout, received.stderr) == (0, "Thing(7)\n", "")

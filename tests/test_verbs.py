@@ -387,6 +387,8 @@ def test_get_job_filters(kind: str) -> None:
     assert asjob.get_job(state="Completed") == [a, c]
     assert asjob.get_job(command="sleep_then*") == [b]
     assert asjob.get_job(id=[c.id, a.id]) == [a, c]
+    assert asjob.get_job(id=[a.id, a.id]) == [a]  # each job once
+    assert asjob.get_job(instance_id=[b.instance_id, str(b.instance_id)]) == [b]
     future = datetime.now(timezone.utc) + timedelta(hours=1)
     assert asjob.get_job(before=future) == [a, c]
     assert asjob.get_job(after=future) == []

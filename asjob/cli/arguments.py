@@ -61,6 +61,8 @@ def parse_keyword(text: str) -> tuple[str, Any]:
 def parse_duration(text: str) -> timedelta:
     """``30s``, ``15m``, ``12h``, ``7d``, ``2w``, compounds such as ``1h30m``, or bare seconds."""
     cleaned = text.strip().lower()
+    if cleaned.startswith("-") and len(cleaned) > 1:  # as 30s is: "-30s" is no duration form
+        return -parse_duration(cleaned[1:])
     try:
         seconds = float(cleaned)
     except ValueError:
@@ -118,6 +120,23 @@ class JobId(click.types.IntParamType):
 JOB_ID = JobId()
 
 
+def import_from_working_directory(*, first: bool) -> None:
+    """Make modules in the current directory importable, as ``python -m`` does: ``first`` for
+    ``start`` (the pipeline's module named is the one meant), else last (for ``receive``,
+    only to decode a value whose class such a module defines: nothing installed is shadowed).
+    """
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:  # deleted: nothing to import from
+        return
+    if here in sys.path or "" in sys.path:
+        return
+    if first:
+        sys.path.insert(0, here)
+    else:
+        sys.path.append(here)
+
+
 def import_function(spec: str) -> Callable[..., Any]:
     """The callable that ``MODULE:FUNCTION`` names (``FUNCTION`` may be ``Class.method``).
 
@@ -127,8 +146,7 @@ def import_function(spec: str) -> Callable[..., Any]:
     module_name, colon, qualname = spec.partition(":")
     if not colon or not module_name or not qualname:
         raise BadInput(f"expected MODULE:FUNCTION, got {spec!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    import_from_working_directory(first=True)
     try:
         # What the module prints when imported goes to stderr: stdout carries the command's
         # answer (a job id for a shell's id=$(asjob start ...)).

@@ -140,7 +140,7 @@ def _select_for(
     states: Sequence[str],
     older_than: timedelta | None,
 ) -> list[Job[Any]]:
-    if not (ids or names or states or older_than):
+    if not (ids or names or states or older_than is not None):
         filters = "--name or --state" + (" or --older-than" if verb == "remove" else "")
         raise BadInput(f"name the jobs to {verb}: give their ids, or {filters}")
     return _select(ids, names, states, older_than)
@@ -239,7 +239,7 @@ def get(
 ) -> None:
     """List jobs: every job in the store, or those selected, as the Get-Job table."""
     store = current_session().store
-    if ids or names or states or older_than:
+    if ids or names or states or older_than is not None:
         views = view_jobs(_select(ids, names, states, older_than))
     elif isinstance(store, SQLiteStore):  # the common case, kept fast for a busy CI runner
         views = view_summaries(store.list_summaries())

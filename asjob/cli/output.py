@@ -203,8 +203,8 @@ def render_value(value: Any) -> str:
         return value
     with _whole_integers():
         try:
-            return json.dumps(value, default=_provider_data)
-        except Exception:  # not JSON (TypeError, ValueError), or nested too deep for it
+            return json.dumps(value, default=_provider_data, allow_nan=False)
+        except Exception:  # not JSON (TypeError; ValueError: NaN), or nested too deep for it
             return safe_repr(value)
 
 

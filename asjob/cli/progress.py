@@ -43,8 +43,10 @@ def wait_with_progress(
     from rich.live import Live
 
     deadline = None if timeout is None else time.monotonic() + timeout
+    ending = _EndingSignals()
     try:
-        with _ended_by_signals(), Live(render(jobs), console=Console(), auto_refresh=False) as live:
+        display = Live(render(jobs), console=Console(), auto_refresh=False)
+        with ending, display as live, ending.armed():
             while True:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 step = TICK_S if remaining is None else min(TICK_S, remaining)
@@ -53,9 +55,13 @@ def wait_with_progress(
                 if done or (remaining is not None and remaining <= TICK_S):
                     return done
     except _Ended as ended:  # the display is put away: now end as the signal would have
-        signal.signal(ended.signum, signal.SIG_DFL)
-        os.kill(os.getpid(), ended.signum)
+        _end_by(ended.signum)
         raise  # not reached
+
+
+def _end_by(signum: int) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 class _Ended(BaseException):
@@ -66,22 +72,48 @@ class _Ended(BaseException):
         self.signum = signum
 
 
-@contextlib.contextmanager
-def _ended_by_signals() -> Iterator[None]:
+class _EndingSignals:
     """SIGTERM, SIGHUP and SIGQUIT end the wait through the live display's exit, as Ctrl-C
     does, so the terminal gets its cursor back (killed outright, the process would leave it
-    hidden)."""
+    hidden).
 
-    def end(signum: int, _frame: object) -> None:
-        raise _Ended(signum)
+    Only while :meth:`armed`, inside the display: one that arrives while the display is being
+    put up (its first table already shown) or put away is held, then acted on once that is
+    done; raised there, it would skip the display's exit and leave the cursor hidden.
+    """
 
-    watched = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-    previous = {signum: signal.signal(signum, end) for signum in watched}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
+    WATCHED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+    def __init__(self) -> None:
+        self._armed = False
+        self._pending: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _EndingSignals:
+        self._previous = {signum: signal.signal(signum, self._arrived) for signum in self.WATCHED}
+        return self
+
+    def _arrived(self, signum: int, _frame: object) -> None:
+        if self._armed:
+            self._armed = False
+            raise _Ended(signum)
+        self._pending = signum
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        self._armed = True
+        try:
+            if self._pending is not None:
+                raise _Ended(self._pending)
+            yield
+        finally:
+            self._armed = False
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        if self._pending is not None and not isinstance(exc[1], _Ended):
+            _end_by(self._pending)  # came while the display was put away: act on it now
 
 
 def render(jobs: Sequence[Job[Any]]) -> Table:

@@ -38,7 +38,7 @@ from ..receiving import Read, Taken, claim, job_failure, outputs_of, result_of, 
 from ..session import current_session
 from ..store.base import GENERATOR, VALUE
 from . import exits
-from .arguments import JOB_ID, jobs_given
+from .arguments import JOB_ID, import_from_working_directory, jobs_given
 from .output import describe_failure, render_json, render_value
 
 # An output as rendered: a value's text (``None``: a function job's ``None``, which plain
@@ -86,6 +86,7 @@ def receive(
     jobs = jobs_given(ids)
     if wait:
         asjob.wait_job(jobs)
+    import_from_working_directory(first=False)  # where `asjob start` found the job's module
     session = current_session()
     taken = [take(session, job) for job in jobs]
     undecodable = next((t.error for t in taken if t.error is not None), None)
