@@ -38,6 +38,8 @@ KINDS: dict[str, tuple[str, str, str | None]] = {
 # Kinds whose detached jobs keep their outcome where they run (a cluster) until a session
 # collects it: a session that did not start one adopts it (see Session.is_live).
 REMOTE_KINDS = frozenset({"dask"})
+KEEP_FINISHED = 1024
+"""How many reported job ends a session holds before it drops those of jobs no kind watches."""
 
 
 class Session:
@@ -48,6 +50,7 @@ class Session:
         self._changed = threading.Condition()
         self._generation = 0
         self._finished: set[int] = set()
+        self._keep_finished = KEEP_FINISHED
         self._kinds: dict[str, Kind] = {}
         self._kinds_lock = threading.Lock()
         self._throttles: weakref.WeakKeyDictionary[Any, Throttle] = weakref.WeakKeyDictionary()
@@ -124,6 +127,8 @@ class Session:
         """A kind's report that job ``job_id`` ended (or will never start)."""
         with self._changed:
             self._finished.add(job_id)
+            if len(self._finished) > self._keep_finished:
+                self._drop_unwatched_ends()
             self._generation += 1
             self._changed.notify_all()
         throttle = self._throttle_of.pop(job_id, None)
@@ -131,7 +136,19 @@ class Session:
             throttle.release(job_id)
 
     def knows_finished(self, job_id: int) -> bool:
+        """Whether a kind has reported the job's end; asked only while a kind watches it."""
         return job_id in self._finished
+
+    def _drop_unwatched_ends(self) -> None:
+        """Forget the ends of jobs no kind watches any more (called with ``_changed`` held).
+
+        :meth:`knows_finished` only bridges the moment between a kind's report and the job
+        leaving the kind; a report can also come after a remove forgot the job (a worker's
+        exit follows its outcome). Without this, a long-lived session would keep an id for
+        every job it ever ran."""
+        kinds = list(self._kinds.values())
+        self._finished = {i for i in self._finished if any(k.is_live(i) for k in kinds)}
+        self._keep_finished = max(KEEP_FINISHED, 2 * len(self._finished))
 
     @property
     def generation(self) -> int:

@@ -175,6 +175,11 @@ class JobWriter:
         if self._live is None:
             return r.encode(r.OutputItem(index, value))
         self._live[(self.job_id, index)] = value
+        if self.stopping:
+            # Nothing reaches a stopped job's store now, so no receive would take this back;
+            # its remove may already have forgotten the job. (A stop that comes after this
+            # check comes before that remove, which takes it back.)
+            self._live.pop((self.job_id, index), None)
         try:
             return r.encode(r.OutputItem(index, value))
         except Exception:  # the live object is what this session's receive returns

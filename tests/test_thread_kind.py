@@ -98,3 +98,30 @@ def test_a_wait_on_a_thread_job_removed_with_force_ends_at_once(session: Session
     asjob.remove_job(job, force=True)
     with pytest.raises(asjob.JobNotFoundError):
         asjob.wait_job([job], timeout=5)  # not a wait for the thread, nor for the timeout
+
+
+def test_a_stopped_and_removed_thread_job_leaves_nothing_in_the_session(session: Session) -> None:
+    """Its abandoned thread returns later: what it returns, and the report of its end, must
+    not stay in a long-lived session (nothing would ever take them back)."""
+    before = set(threading.enumerate())
+    job = asjob.start_job(f.sleep_then, 0.3, bytearray(1_000_000), kind="thread")
+    thread = new_job_thread(before, job.id)
+    job.stop()
+    job.remove()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert session.live_outputs == {}
+
+
+def test_the_ends_a_session_holds_are_those_of_jobs_a_kind_still_watches(
+    session: Session,
+) -> None:
+    """A report of a job's end can come after its remove (a process job's worker exits after
+    recording the outcome): a daemon that runs jobs for days must not keep every id."""
+    running = asjob.start_job(f.sleep_then, 30, kind="thread")
+    session.job_finished(running.id)  # watched: its report must stay until the kind lets go
+    for ended in range(10_000, 13_000):  # ids no kind watches
+        session.job_finished(ended)
+    assert len(session._finished) <= 2 * 1024
+    assert session.knows_finished(running.id)
+    running.stop()

@@ -33,6 +33,7 @@ import struct
 import sys
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,8 @@ class BrokerAddress:
                 answer = json.loads(_read_line(conn))
         except (OSError, ValueError) as exc:
             raise BrokerUnavailable(str(exc)) from None
+        if "unavailable" in answer:
+            raise BrokerUnavailable(str(answer["unavailable"]))
         if "error" in answer:
             raise ClientAuthenticationError(message=f"the session's credential: {answer['error']}")
         return AccessToken(answer["token"], int(answer["expires_on"]))
@@ -91,7 +94,12 @@ class TokenBroker:
             self._directory = tempfile.mkdtemp(prefix="asjob-tokens-")  # mode 0700
             self.path = os.path.join(self._directory, "broker")
         self.key = secrets.token_urlsafe(32)
-        self._sources: dict[str, SharedTokenCredential] = {}
+        # Weakly: a context the caller has dropped, and whose workers have all handed off or
+        # ended, is served no more; held here, every context a long session made would live
+        # on, each with its clients' open connections.
+        self._sources: weakref.WeakValueDictionary[str, SharedTokenCredential] = (
+            weakref.WeakValueDictionary()
+        )
         self._lock = threading.Lock()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(self.path)
@@ -102,10 +110,9 @@ class TokenBroker:
 
     def address(self, tokens: SharedTokenCredential) -> BrokerAddress:
         """Where a worker asks for the tokens ``tokens`` holds."""
-        source = f"{id(tokens):x}"
         with self._lock:
-            self._sources[source] = tokens
-        return BrokerAddress(self.path, self.key, source)
+            self._sources[tokens.source_id] = tokens
+        return BrokerAddress(self.path, self.key, tokens.source_id)
 
     def close(self) -> None:
         if os.getpid() != self._pid:
@@ -149,8 +156,8 @@ class TokenBroker:
             return {"error": "not this session's worker"}
         with self._lock:
             tokens = self._sources.get(str(request.get("source")))
-        if tokens is None:
-            return {"error": "no such context in this session"}
+        if tokens is None:  # dropped here: the worker uses its own credential
+            return {"unavailable": "no such context in this session (any more)"}
         scopes = [str(scope) for scope in request.get("scopes") or []]
         try:
             token = tokens.get_token(*scopes, enable_cae=bool(request.get("cae")))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -289,6 +290,8 @@ class SharedTokenCredential:
         self._tokens: dict[tuple[str, bool], AccessToken] = dict(tokens or {})
         self._broker = broker
         self._lock = threading.Lock()
+        # How this process's token broker names it to workers (never an id(): ids are reused).
+        self.source_id = secrets.token_hex(8)
         self.requests = 0  # how many tokens this process asked the real credential for
 
     def credential(self) -> TokenCredential:

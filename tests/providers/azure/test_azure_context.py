@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import os
 import pickle
 import stat
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -307,3 +309,18 @@ def test_a_job_that_does_not_reach_azure_causes_no_token_request(
     # Thread jobs share the caller's tokens; a worker asks the session for one only when it
     # needs one: so neither the start nor the job asked the identity endpoint.
     assert arm.token_requests == 0
+
+
+def test_a_context_is_not_kept_alive_by_the_process_jobs_it_ran(arm: ArmEmulator) -> None:
+    """A long-lived session that connects again and again keeps none of the old contexts,
+    nor their clients' open connections, once their jobs are done."""
+    context = AzureContext(subscription_id=f.SUBSCRIPTION, base_url=arm.base_url)
+    compute = context.client(ComputeManagementClient)
+    create = asjob.as_job(compute.virtual_machines.begin_create_or_update)
+    jobs = [create(f.GROUP, name, f.body(name)) for name in ("vm-kept1", "vm-kept2")]
+    assert [job.receive(wait=True).name for job in jobs] == ["vm-kept1", "vm-kept2"]
+    asjob.remove_job(jobs)
+    dropped = weakref.ref(context)
+    del context, compute, create, jobs
+    gc.collect()
+    assert dropped() is None

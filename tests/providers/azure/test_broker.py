@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -43,7 +45,8 @@ def broker() -> Any:
 
 def test_workers_share_the_sessions_one_token(broker: TokenBroker) -> None:
     real = CountingCredential()
-    address = broker.address(SharedTokenCredential(lambda: real))
+    session_tokens = SharedTokenCredential(lambda: real)  # the broker holds it weakly
+    address = broker.address(session_tokens)
     workers = [SharedTokenCredential(CountingCredential, broker=address) for _ in range(3)]
     assert [w.get_token(SCOPE).token for w in workers] == ["token-1"] * 3
     assert real.calls == 1
@@ -92,7 +95,8 @@ def test_the_sessions_failure_reaches_the_worker_as_an_authentication_error(
     broker: TokenBroker,
 ) -> None:
     failing = CountingCredential(error=RuntimeError("identity endpoint unreachable"))
-    address = broker.address(SharedTokenCredential(lambda: failing))
+    session_tokens = SharedTokenCredential(lambda: failing)
+    address = broker.address(session_tokens)
     worker = SharedTokenCredential(CountingCredential, broker=address)
     with pytest.raises(ClientAuthenticationError, match="identity endpoint unreachable"):
         worker.get_token(SCOPE)
@@ -100,7 +104,8 @@ def test_the_sessions_failure_reaches_the_worker_as_an_authentication_error(
 
 
 def test_a_worker_whose_session_is_gone_uses_its_own_credential(broker: TokenBroker) -> None:
-    address = broker.address(SharedTokenCredential(CountingCredential))
+    session_tokens = SharedTokenCredential(CountingCredential)
+    address = broker.address(session_tokens)
     broker.close()
     with pytest.raises(BrokerUnavailable):
         address.get_token((SCOPE,), False)
@@ -108,3 +113,16 @@ def test_a_worker_whose_session_is_gone_uses_its_own_credential(broker: TokenBro
     worker = SharedTokenCredential(lambda: own, broker=address)
     assert worker.get_token(SCOPE).token == "token-1"
     assert worker.requests == 1 and own.calls == 1
+
+
+def test_a_context_the_session_dropped_is_served_no_more(broker: TokenBroker) -> None:
+    session_tokens = SharedTokenCredential(CountingCredential)
+    address = broker.address(session_tokens)
+    dropped = weakref.ref(session_tokens)
+    del session_tokens
+    gc.collect()
+    assert dropped() is None  # the broker did not keep it (nor what it holds) alive
+    own = CountingCredential()
+    worker = SharedTokenCredential(lambda: own, broker=address)
+    assert worker.get_token(SCOPE).token == "token-1"  # its own credential's
+    assert worker.requests == 1
