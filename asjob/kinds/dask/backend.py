@@ -12,6 +12,11 @@
                             └─ clean up on the cluster (the claim, a detached job's queue)
     stop ── Client.run(kill_job) where it runs (every worker if it has not begun)
            ── cancel the task if it ran nowhere ── wait for its end
+           (a scheduler that does not answer in ANSWER_WAIT_S: BackendUnavailableError)
+    remove-worker event ── the jobs whose tasks it ran: Failed (WorkerLostError), tasks
+                           cancelled (Dask would run them again)
+    task cancelled, not by a stop (the scheduler lost) ── Failed; a detached job is left to
+                           be adopted again
     adopt ── a detached job whose starter is gone: fetch its published task, watch it
 
 A job's record says which scheduler it went to (:mod:`.routing`), so any process sharing the
@@ -45,7 +50,7 @@ from ...worker import dask_protocol as p
 from ..base import LaunchOptions
 from ..process import process_gone
 from . import routing
-from .cluster import Cluster, task_outcome
+from .cluster import Cluster, NoAnswer, cancel_reason, task_outcome
 from .outcome import settle, settle_cancelled, settle_failure
 from .watch import JobWatch
 
@@ -57,6 +62,9 @@ SETTLE_WAIT_S = 5.0
 ADOPT_RETRY_S = 5.0
 # How long adopting a job waits to learn whether its task has ended already.
 ADOPT_LOOK_S = 0.5
+# How long a lost worker's jobs are given for their last batches to arrive before they are
+# failed: a job that ended just before its worker left has its outcome on the way.
+WORKER_LOST_GRACE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -95,9 +103,14 @@ class DaskBackend:
             if self._closed:
                 raise InvalidJobStateError("this session has ended: it cannot start jobs")
             cluster = self._clusters.get(address)
+            if cluster is not None and not cluster.connected:
+                # Its scheduler went away, or stopped answering: a job started through it
+                # would be recorded Running and never run. Connect again, or say why not.
+                cluster.close()
+                cluster = None
             if cluster is None:
                 try:
-                    cluster = Cluster(address, self._on_batch, self._on_done)
+                    cluster = Cluster(address, self._on_batch, self._on_done, self._on_worker_lost)
                 except Exception as exc:
                     raise BackendUnavailableError(
                         f"cannot reach the Dask scheduler at {address}: {exc}"
@@ -196,6 +209,13 @@ class DaskBackend:
         watch = self._by_key.get(str(future.key))
         if watch is None:
             return
+        unasked = future.status == "cancelled" and not self._being_stopped(watch)
+        if unasked and watch.detached:
+            # Cancelled here only (this client lost its scheduler): the cluster keeps a
+            # detached job's task by name, so the job is adopted again once it answers.
+            self._forget(watch)
+            watch.done.set()
+            return
         if watch.begin_settling():
             store = self._session.store
             how, result = task_outcome(future)
@@ -204,6 +224,13 @@ class DaskBackend:
                 watch.note_claim(messages)
                 watch.wait_applied(sent, SETTLE_WAIT_S)
                 settle(store, watch.job_id, messages, watch.scheduler)
+            elif how == "cancelled" and unasked:
+                lost = WorkerLostError(
+                    f"job {watch.job_id}: its Dask task at {watch.scheduler} was cancelled, and "
+                    f"not by a stop ({cancel_reason(future)}); its outcome cannot come back",
+                    watch.job_id,
+                )
+                settle_failure(store, watch.job_id, encode_failure(lost))
             elif how == "cancelled":
                 settle_cancelled(store, watch.job_id)
             else:
@@ -211,6 +238,38 @@ class DaskBackend:
                 settle_failure(store, watch.job_id, encode_failure(failure))
             self._settled(watch)
         self._clean_up(watch)
+
+    def _being_stopped(self, watch: JobWatch) -> bool:
+        """Whether a stop (this process's or another's) asked for the job's end."""
+        try:
+            state = self._session.store.get_job(watch.job_id).state
+        except AsJobError:  # removed (a forced remove stops first)
+            return True
+        return state in (JobState.Stopping, JobState.Stopped)
+
+    def _on_worker_lost(self, scheduler: str, worker: str, running: list[str]) -> None:
+        """A worker left the cluster at ``scheduler`` while running the tasks ``running``
+        (their keys): their jobs' processes went with it (the fork server there kills them).
+        Fail those jobs now, and cancel their tasks, which Dask would otherwise keep to run
+        again once some worker is free (with no worker left, never)."""
+        time.sleep(WORKER_LOST_GRACE_S)  # a job that had just ended: its final batch first
+        with self._lock:
+            watches = [self._by_key[key] for key in running if key in self._by_key]
+        store = self._session.store
+        cluster = self._clusters.get(scheduler)
+        for watch in watches:
+            if watch.scheduler != scheduler or not watch.begin_settling():
+                continue
+            lost = WorkerLostError(
+                f"job {watch.job_id}: its Dask worker {worker} left the cluster while running "
+                "it (killed, crashed or shut down), and the job's process with it",
+                watch.job_id,
+            )
+            settle_failure(store, watch.job_id, encode_failure(lost))
+            self._settled(watch)
+            if cluster is not None and watch.future is not None:
+                with contextlib.suppress(Exception):  # its end then tidies up (_on_done)
+                    cluster.cancel(watch.future)
 
     @staticmethod
     def _task_failure(watch: JobWatch, error: BaseException) -> BaseException:
@@ -276,15 +335,24 @@ class DaskBackend:
         # Until a worker reports the job began, its location is the scheduler: ask everyone.
         workers = None if record.location == cluster.address else [record.location]
         try:
-            killed = cluster.kill(instance, workers)
-        except Exception:  # its worker is gone: nothing runs there
-            killed = False
-        if not killed:
-            future = watch.future if watch is not None else None
-            if future is None and watch is None:
-                future = Future(p.task_key(instance), cluster.client)
-            if future is not None and not future.done():
-                cluster.cancel(future)
+            try:
+                killed = cluster.kill(instance, workers)
+            except NoAnswer:
+                raise
+            except Exception:  # its worker is gone: nothing runs there
+                killed = False
+            if not killed:
+                future = watch.future if watch is not None else None
+                if future is None and watch is None:
+                    future = Future(p.task_key(instance), cluster.client)
+                if future is not None and not future.done():
+                    cluster.cancel(future)
+        except NoAnswer as exc:
+            raise BackendUnavailableError(
+                f"cannot stop job {record.id}: {exc}. It stays Stopping, and ends Stopped "
+                "once the scheduler answers or this session gives up its connection",
+                record.id,
+            ) from None
         if watch is not None:
             watch.done.wait(STOP_WAIT_S)
 

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import distributed
 from distributed.client import FutureCancelledError
@@ -40,6 +40,9 @@ log = logging.getLogger("asjob.kinds.dask")
 _dd: Any = distributed
 
 CONNECT_TIMEOUT_S = 10.0
+ANSWER_WAIT_S = 5.0
+"""How long a request that a stop or the end of a session makes waits for the scheduler: a
+frozen one accepts requests and never answers, and distributed would wait for it forever."""
 DEFAULT_PORT = 8786  # a scheduler's, when an address names none (as distributed assumes)
 POLL_S = 0.05
 RETRY_S = 0.5
@@ -50,7 +53,20 @@ _WAKE = b""  # put in the inbox to wake its thread; never a batch
 
 OnBatch = Callable[[str, int, list[tuple[Any, ...]], bool], None]
 OnDone = Callable[[Any], None]
+OnWorkerLost = Callable[[str, str, list[str]], None]
 Poll = Callable[[], None]
+T = TypeVar("T")
+
+
+class NoAnswer(TimeoutError):
+    """The scheduler did not answer a request in time (frozen, or cut off)."""
+
+
+def cancel_reason(future: Any) -> str:
+    """Why distributed cancelled ``future`` (e.g. the client lost its scheduler), in words."""
+    # The reason is on the future's state only (FutureCancelledError, kept since 2024).
+    error = getattr(getattr(future, "_state", None), "exception", None)
+    return str(error).strip() if error is not None else "its task was cancelled"
 
 
 def task_outcome(future: Any) -> tuple[str, Any]:
@@ -116,14 +132,21 @@ def _check_answers(address: str) -> None:
 class Cluster:
     """A client on the scheduler at ``address``, its inbox, and the threads listening on them."""
 
-    def __init__(self, address: str, on_batch: OnBatch, on_done: OnDone) -> None:
+    def __init__(
+        self, address: str, on_batch: OnBatch, on_done: OnDone, on_worker_lost: OnWorkerLost
+    ) -> None:
         self.address = address
         self._on_batch = on_batch
         self._on_done = on_done
+        self._on_worker_lost = on_worker_lost
+        self.unanswering = False  # a request found it frozen: later ones are not sent
         check_reachable(address)
         self.client: Any = _dd.Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
         try:
             self.inbox: Any = _dd.Queue(f"asjob-inbox-{uuid.uuid4().hex}", client=self.client)
+            # A worker that leaves (killed, crashed) takes its jobs' processes with it; nothing
+            # else would tell, since Dask keeps the task to run again on the next worker.
+            self.client.subscribe_topic("all", self._event)
         except BaseException:
             self.client.close()
             raise
@@ -172,13 +195,63 @@ class Cluster:
             self._polls[name] = poll
         self._wake()
 
+    @property
+    def connected(self) -> bool:
+        """Whether requests can be sent (the client is connected, the scheduler answers)."""
+        return self.client.status == "running" and not self.unanswering
+
+    def answered(self, request: Callable[[], T]) -> T:
+        """``request()`` (a call that asks the scheduler), given up with :class:`NoAnswer`
+        after ANSWER_WAIT_S; once given up, later requests are refused at once."""
+        if self.unanswering:
+            raise NoAnswer(f"the Dask scheduler at {self.address} has stopped answering")
+        outcome: list[tuple[bool, Any]] = []
+
+        def ask() -> None:
+            try:
+                outcome.append((True, request()))
+            except BaseException as exc:
+                outcome.append((False, exc))
+
+        # A daemon thread, not an executor's: one left waiting must not hold up the exit.
+        asking = threading.Thread(target=ask, name="asjob-dask-request", daemon=True)
+        asking.start()
+        asking.join(ANSWER_WAIT_S)
+        if not outcome:
+            self.unanswering = True
+            raise NoAnswer(
+                f"the Dask scheduler at {self.address} did not answer within "
+                f"{ANSWER_WAIT_S:.0f} s (frozen, or cut off)"
+            )
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
     def kill(self, instance: str, workers: list[str] | None) -> bool:
         """Kill the job's process where it runs; whether it was running anywhere."""
-        killed = self.client.run(kill_job, instance, workers=workers, on_error="ignore")
+        killed = self.answered(
+            lambda: self.client.run(kill_job, instance, workers=workers, on_error="ignore")
+        )
         return any(killed.values())
 
     def cancel(self, future: Any) -> None:
-        self.client.cancel([future], force=True)
+        self.answered(lambda: self.client.cancel([future], force=True))
+
+    def _event(self, event: tuple[float, Any]) -> None:
+        """On the client's event loop: pass a worker's leaving to a thread of its own (what
+        follows reads and writes the store, and must not hold up the loop)."""
+        message = event[1]
+        if isinstance(message, dict) and message.get("action") == "remove-worker":
+            worker = str(message.get("worker"))
+            running = [str(key) for key in message.get("processing-tasks") or ()]
+            threading.Thread(
+                target=self._on_worker_lost,
+                args=(self.address, worker, running),
+                name="asjob-dask-worker-lost",
+                daemon=True,
+            ).start()
 
     def release_claim(self, lock_id: str) -> None:
         """Release a job's claim (a MultiLock its runner took) once the job has been settled.
@@ -268,20 +341,20 @@ class Cluster:
         on_result_thread = threading.current_thread() is self._threads[1]
         if not on_result_thread and self._handling_end.acquire(timeout=HANDLING_END_WAIT_S):
             self._handling_end.release()
-        # A scheduler that has gone away (its cluster was shut down first) gets no requests:
-        # each would wait out the connection timeout.
-        connected = self.client.status == "running"
-        if connected:
-            self._wake()
+        # A scheduler that has gone away (its cluster was shut down first), or that does not
+        # answer, gets no requests: each would wait out a timeout, or forever.
+        if self.connected:
+            with contextlib.suppress(Exception):
+                self.answered(self._wake)
         self._more.set()
         self._threads[0].join(timeout=CLOSE_WAIT_S)
-        if connected:
+        if self.connected:
             with self._lock:
                 releasing = list(self._releasing)
             concurrent.futures.wait(releasing, timeout=CLOSE_WAIT_S)
             with contextlib.suppress(Exception):
-                self.inbox.close()
-        if connected:
+                self.answered(self.inbox.close)
+        if self.client.status == "running":
             with contextlib.suppress(Exception):
                 self.client.close(timeout=CLOSE_WAIT_S)
         self._more.set()

@@ -1,0 +1,146 @@
+"""The ``dask`` kind when its cluster fails under it: the only worker killed, the scheduler
+killed or frozen. Each test has a cluster of its own (one scheduler, one worker on 127.0.0.1),
+since it breaks it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+import asjob
+from asjob import JobState
+from asjob.kinds.dask import DaskKind
+from asjob.kinds.dask.loopback import LoopbackCluster, stop_loopback_cluster
+from asjob.session import Session
+from tests import daskfuncs as d
+from tests import jobfuncs as f
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LoopbackCluster]:
+    running = d.start_cluster(tmp_path / "dask", workers=1, nthreads=1)
+    yield running
+    scheduler = running.processes[0].pid
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(scheduler, signal.SIGCONT)  # a test may have frozen it
+    stop_loopback_cluster(running)
+
+
+def _started(path: Path, seconds: float = 30) -> list[int]:
+    """The pids that ``note_start_and_sleep`` wrote to ``path``, once there is one."""
+    deadline = time.monotonic() + seconds
+    while not (path.exists() and path.read_text().split()):
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.02)
+    return [int(pid) for pid in path.read_text().split()]
+
+
+def _gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_job_whose_only_worker_is_killed_fails_naming_the_worker(
+    cluster: LoopbackCluster, session: Session, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    job = asjob.start_job(d.note_start_and_sleep, str(started), 60, kind=DaskKind(cluster.address))
+    [job_pid] = _started(started)
+    [worker] = d.wait_for_workers(cluster.address, 1)
+
+    # The worker and its nanny: no worker is left, so Dask keeps the task to run later.
+    os.killpg(cluster.processes[1].pid, signal.SIGKILL)
+
+    assert job.wait(timeout=30), "still Running after its worker was killed"
+    assert job.state is JobState.Failed
+    with pytest.raises(asjob.WorkerLostError, match=f"worker {worker} left the cluster"):
+        job.receive()
+    assert _gone(job_pid)
+
+
+def test_a_lost_scheduler_fails_the_running_job_and_refuses_new_ones(
+    cluster: LoopbackCluster, session: Session, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    kind = DaskKind(cluster.address)
+    job = asjob.start_job(d.note_start_and_sleep, str(started), 60, kind=kind)
+    _started(started)
+
+    cluster.processes[0].kill()  # the scheduler
+
+    assert job.wait(timeout=30)
+    assert job.state is JobState.Failed  # not Stopped: nobody stopped it
+    with pytest.raises(asjob.WorkerLostError, match="was cancelled, and not by a stop"):
+        job.receive()
+    with pytest.raises(asjob.BackendUnavailableError, match="cannot reach the Dask scheduler"):
+        asjob.start_job(f.add, 1, 1, kind=kind)
+    assert asjob.get_job() == [job]  # nothing recorded for the start refused
+
+
+_STOPS_ON_A_FROZEN_SCHEDULER = """
+import os, signal, sys, time
+import asjob
+from asjob.kinds.dask import DaskKind
+from tests import daskfuncs as d
+
+address, scheduler, started = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+job = asjob.start_job(d.note_start_and_sleep, started, 60, kind=DaskKind(address))
+while not (os.path.exists(started) and open(started).read()):
+    time.sleep(0.02)
+os.kill(scheduler, signal.SIGSTOP)
+began = time.monotonic()
+try:
+    job.stop()
+except asjob.BackendUnavailableError as exc:
+    print(f"refused after {time.monotonic() - began:.0f} s: {exc}", flush=True)
+print(job.state, flush=True)
+"""
+
+
+def test_a_stop_on_a_frozen_scheduler_gives_up_and_the_script_still_exits(
+    cluster: LoopbackCluster, store_path: Path, tmp_path: Path
+) -> None:
+    environment = {
+        **os.environ,
+        "ASJOB_STORE": str(store_path),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(d.ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    script = textwrap.dedent(_STOPS_ON_A_FROZEN_SCHEDULER)
+    arguments = [cluster.address, str(cluster.processes[0].pid), str(tmp_path / "started")]
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script, *arguments],
+        env=environment,
+        cwd=d.ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    took = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    refused, state = done.stdout.splitlines()
+    assert refused.startswith("refused after 5 s: cannot stop job 1: the Dask scheduler")
+    assert "did not answer within 5 s" in refused
+    assert state == "Stopping"
+    assert took < 60, f"the script took {took:.0f} s to end"
+    assert "Traceback" not in done.stderr
