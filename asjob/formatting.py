@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,9 +31,31 @@ def visible(text: str) -> str:
 def _cell(value: Any, width: int) -> str:
     text = ("True" if value else "False") if isinstance(value, bool) else str(value)
     text = visible(" ".join(text.split()))  # one line per job, whatever the command holds
-    if len(text) > width:
-        text = text[: width - 1] + "…"
-    return text.ljust(width)
+    if text.isascii():  # the usual case: one character, one column
+        if len(text) > width:
+            text = text[: width - 1] + "…"
+        return text.ljust(width)
+    # As PowerShell counts buffer cells: a wide character (名前) takes two columns, a
+    # combining accent none, so the columns stay aligned on a terminal.
+    if _columns(text) > width:
+        kept, used = [], 0
+        for char in text:
+            if used + _char_columns(char) > width - 1:
+                break
+            kept.append(char)
+            used += _char_columns(char)
+        text = "".join(kept) + "…"
+    return text + " " * (width - _columns(text))
+
+
+def _char_columns(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _columns(text: str) -> int:
+    return sum(_char_columns(char) for char in text)
 
 
 def format_row(values: Iterable[Any]) -> str:

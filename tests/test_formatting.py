@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import asjob
 from asjob.session import Session
 from tests import jobfuncs as f
@@ -47,3 +49,20 @@ def test_control_characters_in_a_name_are_shown_escaped(session: Session) -> Non
     row = asjob.format_jobs([job]).splitlines()[2]
     assert "\x1b" not in row and "\x07" not in row
     assert row[7:23] == "\\x1b]0;x\\x07ab  "
+
+
+def test_wide_and_combining_characters_keep_the_columns_aligned(session: Session) -> None:
+    names = ["名前", "配置ジョブの名前がとても長い", "café-e\u0301"]
+    jobs = [asjob.start_job(f.add, 1, 2, name=name, kind="thread") for name in names]
+    asjob.wait_job(jobs)
+    rows = asjob.format_jobs(jobs).splitlines()[2:]
+
+    def columns(text: str) -> int:  # as a terminal shows it
+        return sum(
+            0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+            for c in text
+        )
+
+    name_cells = [row.split(" ", 1)[1].lstrip() for row in rows]
+    assert [columns(cell[: cell.index("ThreadJob")]) for cell in name_cells] == [16, 16, 16]
+    assert name_cells[1].startswith("配置ジョブの名…")  # 14 columns and the ellipsis

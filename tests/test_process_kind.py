@@ -167,6 +167,18 @@ def test_unpicklable_result_fails_the_job_clearly(session: Session) -> None:
         job.receive(wait=True)
 
 
+@pytest.mark.parametrize("setting", ["bogus", "0", "-5", "inf", "nan"])
+def test_a_rerun_limit_that_is_no_number_of_seconds_is_refused_naming_it(
+    session: Session, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    monkeypatch.setenv("ASJOB_SCRIPT_RERUN_LIMIT", setting)
+    with pytest.raises(ValueError, match=rf"\$ASJOB_SCRIPT_RERUN_LIMIT is '{setting}'"):
+        asjob.start_job(f.add, 1, 2)
+    assert asjob.get_job() == []  # nothing recorded
+    monkeypatch.setenv("ASJOB_SCRIPT_RERUN_LIMIT", "2.5")
+    assert asjob.start_job(f.add, 1, 2).receive(wait=True) == 3
+
+
 def test_many_concurrent_jobs(session: Session) -> None:
     jobs = [asjob.start_job(f.sleep_then, 0.3, i) for i in range(30)]
     started = time.monotonic()

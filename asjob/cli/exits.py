@@ -6,7 +6,8 @@ A shell or CI step gates on these, so each means one thing:
 0     done; ``wait``: every job (with ``--any``: the first) Completed
 1     a job failed: ``receive`` of a Failed job; ``wait``: a job Failed or was Stopped
 2     ``wait``: the timeout expired first (the jobs keep running)
-3     bad input: unknown job, unusable store, unimportable function, bad argument
+3     bad input: unknown job, a job in the wrong state (remove a running one without
+      --force), unusable store, unimportable function, bad argument
 70    a bug in asjob (the message says how to get the traceback)
 74    stdout could not be written (a full disk, an I/O error), as sysexits' EX_IOERR
 130   interrupted (Ctrl-C)

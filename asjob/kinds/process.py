@@ -35,7 +35,7 @@ from ..failures import encode_failure
 from ..states import JobState, transition
 from ..store.base import JobRecord
 from ..worker import protocol
-from ..worker.forking import kill_tree
+from ..worker.forking import check_import_limit, kill_tree
 from ..worker.log_levels import caller_log_levels
 from ..worker.payload import Channel, dumps_call
 from .base import LaunchOptions
@@ -315,6 +315,7 @@ class ProcessKind:
         self._client = ForkServerClient(session, self._continue_here)
 
     def prepare(self, call: Call, options: LaunchOptions) -> PackedCall:
+        check_import_limit()
         if self._session.store.path is None:
             raise BackendUnavailableError(
                 "the process kind needs a store its worker processes can open "

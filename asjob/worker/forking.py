@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import math
 import os
 import select
 import signal
@@ -147,6 +148,23 @@ def import_limit() -> float:
         return max(0.1, float(os.environ.get(IMPORT_LIMIT_ENV, DEFAULT_IMPORT_LIMIT_S)))
     except ValueError:
         return DEFAULT_IMPORT_LIMIT_S
+
+
+def check_import_limit() -> None:
+    """Raise ``ValueError`` naming ``$ASJOB_SCRIPT_RERUN_LIMIT`` if it is set to anything but
+    a positive number of seconds (the fork server would use the default instead, unsaid)."""
+    text = os.environ.get(IMPORT_LIMIT_ENV)
+    if text is None:
+        return
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValueError(
+            f"${IMPORT_LIMIT_ENV} is {text!r}: set it to a number of seconds, such as 120 "
+            f"(or unset it for the default, {DEFAULT_IMPORT_LIMIT_S:.0f})"
+        )
 
 
 class TooSlow(BaseException):
