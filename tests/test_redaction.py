@@ -139,6 +139,11 @@ def test_credentials_in_text_are_redacted_in_their_common_forms() -> None:
     for text in texts:
         assert secret not in decode_failure(encode_failure(ValueError(text))).args[0], text
     assert "region_code=weu" in str(decode_failure(encode_failure(ValueError("region_code=weu"))))
+    # "code" is a credential as a URL's query parameter (an Azure Functions key) only.
+    assert secret not in str(decode_failure(encode_failure(ValueError(f"/api/f?code={secret}"))))
+    assert secret not in str(decode_failure(encode_failure(ValueError(f"/f?a=1&code={secret}"))))
+    kept = "raise CustomError(message, code=code); exit code=3"
+    assert str(decode_failure(encode_failure(ValueError(kept)))) == kept
 
 
 def test_credential_names_are_told_by_their_words() -> None:
