@@ -448,7 +448,7 @@ def test_an_autosaved_context_that_is_no_regular_file_is_ignored(
     monkeypatch.setattr(asjob_context, "_current", asjob_context._UNSET)
     monkeypatch.setattr(asjob_context, "_autosave", None)
     assert asjob.get_context() is None
-    assert "is not a regular file" in caplog.text
+    assert "it is a named pipe, not a regular file" in caplog.text
 
 
 def test_an_interrupted_start_leaves_the_job_stopped_not_failed(
