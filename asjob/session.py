@@ -266,12 +266,18 @@ def use_store(store: Store) -> Session:
     return session
 
 
-def _close_at_exit() -> None:
-    if _current is not None:
+def close_at_exit(session: Session | None) -> None:
+    """Close ``session`` as the interpreter exits. What stops it (a store gone bad, a cluster
+    that does not answer) is said in one line, not a traceback."""
+    if session is not None:
         try:
-            _current.close()
-        except AsJobError as exc:  # a store gone bad: say so in one line, not a traceback
+            session.close()
+        except AsJobError as exc:
             print(f"asjob: could not stop this session's jobs at exit: {exc}", file=sys.stderr)
+
+
+def _close_at_exit() -> None:
+    close_at_exit(_current)
 
 
 atexit.register(_close_at_exit)

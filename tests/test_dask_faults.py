@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LoopbackCluster]:
-    running = d.start_cluster(tmp_path / "dask", workers=1, nthreads=1)
+    running = d.start_cluster(tmp_path / "dask", workers=1, nthreads=2)
     yield running
     scheduler = running.processes[0].pid
     with contextlib.suppress(ProcessLookupError):
@@ -89,11 +89,32 @@ def test_a_lost_scheduler_fails_the_running_job_and_refuses_new_ones(
 
     assert job.wait(timeout=30)
     assert job.state is JobState.Failed  # not Stopped: nobody stopped it
-    with pytest.raises(asjob.WorkerLostError, match="was cancelled, and not by a stop"):
+    with pytest.raises(asjob.WorkerLostError, match="was cancelled, not by a stop"):
         job.receive()
     with pytest.raises(asjob.BackendUnavailableError, match="cannot reach the Dask scheduler"):
         asjob.start_job(f.add, 1, 1, kind=kind)
     assert asjob.get_job() == [job]  # nothing recorded for the start refused
+
+
+def test_jobs_go_on_through_a_scheduler_that_answers_again_after_a_stop_gave_up(
+    cluster: LoopbackCluster, session: Session, tmp_path: Path
+) -> None:
+    kind = DaskKind(cluster.address)
+    finishing = asjob.start_job(d.note_start_and_sleep, str(tmp_path / "a"), 4, kind=kind)
+    stopped = asjob.start_job(d.note_start_and_sleep, str(tmp_path / "b"), 60, kind=kind)
+    [finishing_pid], [stopped_pid] = _started(tmp_path / "a"), _started(tmp_path / "b")
+    scheduler = cluster.processes[0].pid
+
+    os.kill(scheduler, signal.SIGSTOP)
+    with pytest.raises(asjob.BackendUnavailableError, match="cannot stop job 2"):
+        stopped.stop()
+    os.kill(scheduler, signal.SIGCONT)
+
+    assert asjob.start_job(f.add, 1, 1, kind=kind).receive(wait=True) == 2  # the same connection
+    assert finishing.receive(wait=True) == finishing_pid  # reported through it, as it ended
+    # The stop it gave up waiting for reached the scheduler once it answered.
+    assert stopped.wait(timeout=30)
+    assert stopped.state is JobState.Stopped and _gone(stopped_pid)
 
 
 _STOPS_ON_A_FROZEN_SCHEDULER = """
@@ -144,3 +165,5 @@ def test_a_stop_on_a_frozen_scheduler_gives_up_and_the_script_still_exits(
     assert state == "Stopping"
     assert took < 60, f"the script took {took:.0f} s to end"
     assert "Traceback" not in done.stderr
+    # At exit the session stops its jobs again: the scheduler is still frozen, said in a line.
+    assert "could not stop this session's jobs at exit: cannot stop job 1" in done.stderr

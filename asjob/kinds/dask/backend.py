@@ -74,10 +74,29 @@ class PreparedCall:
     log_levels: dict[str, int]
 
 
+class _NotAnswering(BackendUnavailableError):
+    """The scheduler accepts requests and answers none (frozen)."""
+
+
+def _cannot_stop(record: JobRecord, why: Exception) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"cannot stop job {record.id}: {why}. It stays Stopping, and ends Stopped once the "
+        "scheduler answers or this session gives up its connection",
+        record.id,
+    )
+
+
+def _still_frozen(cluster: Cluster) -> bool:
+    """Whether ``cluster``'s scheduler, found frozen before and still connected, still does
+    not answer."""
+    connected = cluster.client.status == "running"
+    return cluster.unanswering and connected and not cluster.answers_again()
+
+
 def _close_session(ref: weakref.ref[Session]) -> None:
-    session = ref()
-    if session is not None:
-        session.close()
+    from ...session import close_at_exit
+
+    close_at_exit(ref())
 
 
 class DaskBackend:
@@ -103,10 +122,14 @@ class DaskBackend:
             if self._closed:
                 raise InvalidJobStateError("this session has ended: it cannot start jobs")
             cluster = self._clusters.get(address)
-            if cluster is not None and not cluster.connected:
-                # Its scheduler went away, or stopped answering: a job started through it
-                # would be recorded Running and never run. Connect again, or say why not.
-                cluster.close()
+            # Connected, but found frozen: kept if it answers now, since the jobs running
+            # through it report on this connection; a new one would not hear them.
+            if cluster is not None and _still_frozen(cluster):
+                raise _NotAnswering(f"the Dask scheduler at {address} does not answer (frozen?)")
+            if cluster is not None and cluster.client.status != "running":
+                # Its scheduler went away: a job started through it would be recorded Running
+                # and never run. Connect again, or say why not.
+                self._connection_lost(cluster)
                 cluster = None
             if cluster is None:
                 try:
@@ -117,6 +140,32 @@ class DaskBackend:
                     ) from None
                 self._clusters[address] = cluster
             return cluster
+
+    def _connection_lost(self, cluster: Cluster) -> None:
+        """Give up ``cluster``, whose client lost its scheduler: its jobs can report nothing
+        more through it (a detached one is adopted again through the next connection)."""
+        with self._lock:
+            stranded = [w for w in self._watches.values() if w.scheduler == cluster.address]
+        for watch in stranded:
+            self._lost(
+                watch,
+                f"this session lost its connection to the Dask scheduler at {cluster.address}",
+            )
+        cluster.close()
+
+    def _lost(self, watch: JobWatch, why: str) -> None:
+        """The job's outcome cannot reach this session any more: Failed, or, for a detached
+        job, left as it is to be adopted again (the cluster keeps its task by name)."""
+        if watch.detached:
+            self._forget(watch)
+            watch.done.set()
+        elif watch.begin_settling():
+            lost = WorkerLostError(
+                f"job {watch.job_id}: {why}; its outcome cannot come back", watch.job_id
+            )
+            settle_failure(self._session.store, watch.job_id, encode_failure(lost))
+            self._settled(watch)
+            self._forget(watch)
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -168,7 +217,9 @@ class DaskBackend:
         except BaseException:
             self._forget(watch)
             if watch.future is not None:
-                cluster.cancel(watch.future)  # the job fails here: it must not run there
+                # The job fails here: it must not run there. (Its own error is the one raised.)
+                with contextlib.suppress(Exception):
+                    cluster.cancel(watch.future)
             raise
 
     def _register(self, watch: JobWatch) -> bool:
@@ -209,12 +260,12 @@ class DaskBackend:
         watch = self._by_key.get(str(future.key))
         if watch is None:
             return
-        unasked = future.status == "cancelled" and not self._being_stopped(watch)
-        if unasked and watch.detached:
-            # Cancelled here only (this client lost its scheduler): the cluster keeps a
-            # detached job's task by name, so the job is adopted again once it answers.
-            self._forget(watch)
-            watch.done.set()
+        if future.status == "cancelled" and not self._being_stopped(watch):
+            # Not by a stop: this client lost its scheduler (or someone cancelled the task).
+            why = f"its Dask task was cancelled, not by a stop ({cancel_reason(future)})"
+            self._lost(watch, why)
+            if not watch.detached:  # a detached job's queue and published task stay for later
+                self._clean_up(watch)
             return
         if watch.begin_settling():
             store = self._session.store
@@ -224,13 +275,6 @@ class DaskBackend:
                 watch.note_claim(messages)
                 watch.wait_applied(sent, SETTLE_WAIT_S)
                 settle(store, watch.job_id, messages, watch.scheduler)
-            elif how == "cancelled" and unasked:
-                lost = WorkerLostError(
-                    f"job {watch.job_id}: its Dask task at {watch.scheduler} was cancelled, and "
-                    f"not by a stop ({cancel_reason(future)}); its outcome cannot come back",
-                    watch.job_id,
-                )
-                settle_failure(store, watch.job_id, encode_failure(lost))
             elif how == "cancelled":
                 settle_cancelled(store, watch.job_id)
             else:
@@ -329,7 +373,9 @@ class DaskBackend:
             address = info["scheduler"]
         try:
             cluster = self.cluster(address)
-        except AsJobError:
+        except _NotAnswering as exc:
+            raise _cannot_stop(record, exc) from None
+        except AsJobError:  # gone: nothing runs there any more
             return
         instance = record.instance_id.hex
         # Until a worker reports the job began, its location is the scheduler: ask everyone.
@@ -348,11 +394,7 @@ class DaskBackend:
                 if future is not None and not future.done():
                     cluster.cancel(future)
         except NoAnswer as exc:
-            raise BackendUnavailableError(
-                f"cannot stop job {record.id}: {exc}. It stays Stopping, and ends Stopped "
-                "once the scheduler answers or this session gives up its connection",
-                record.id,
-            ) from None
+            raise _cannot_stop(record, exc) from None
         if watch is not None:
             watch.done.wait(STOP_WAIT_S)
 

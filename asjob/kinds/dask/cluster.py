@@ -202,7 +202,9 @@ class Cluster:
 
     def answered(self, request: Callable[[], T]) -> T:
         """``request()`` (a call that asks the scheduler), given up with :class:`NoAnswer`
-        after ANSWER_WAIT_S; once given up, later requests are refused at once."""
+        after ANSWER_WAIT_S; once given up, later requests are refused at once (until
+        :meth:`answers_again`). A request given up on keeps its thread waiting until the
+        scheduler answers or the client is closed."""
         if self.unanswering:
             raise NoAnswer(f"the Dask scheduler at {self.address} has stopped answering")
         outcome: list[tuple[bool, Any]] = []
@@ -228,6 +230,17 @@ class Cluster:
             raise value
         result: T = value
         return result
+
+    def answers_again(self) -> bool:
+        """Whether the scheduler, found frozen before, answers a request now."""
+        self.unanswering = False
+        try:
+            self.answered(self.client.scheduler_info)
+        except NoAnswer:
+            return False
+        except Exception:  # an error is an answer too
+            pass
+        return True
 
     def kill(self, instance: str, workers: list[str] | None) -> bool:
         """Kill the job's process where it runs; whether it was running anywhere."""
