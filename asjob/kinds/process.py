@@ -54,8 +54,9 @@ class _Worker:
     started: threading.Event = field(default_factory=threading.Event)
     exited: threading.Event = field(default_factory=threading.Event)
     pid: int | None = None
-    # The job's context, kept here for the session to continue the job with if the worker
-    # hands it off (never for a detached job: it must not depend on this session).
+    # The job's context, alive while its worker runs: the session's token broker serves a
+    # worker only the contexts alive here (held weakly there), and continues the job with it
+    # if the worker hands the job off (a detached worker never does).
     context: Any = None
     handed_off: bool = False
     detached: bool = False
@@ -153,7 +154,7 @@ class ForkServerClient:
     def start(self, job_id: int, packed: PackedCall, options: LaunchOptions) -> _Worker:
         worker = _Worker(
             job_id,
-            context=None if options.detached else packed.context,
+            context=packed.context,
             detached=options.detached,
         )
         session_host = None if options.detached else (os.getpid(), self._session.process_started)

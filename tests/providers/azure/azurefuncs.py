@@ -147,8 +147,10 @@ def credential_type_and_pid(seconds: float) -> tuple[str, int]:
     return type(credential).__name__, os.getpid()
 
 
-def token_requests_in_worker() -> int:
-    """How many tokens this job's worker asked its credential for (0: it used the broker's)."""
+def token_requests_in_worker(after: float = 0.0) -> int:
+    """How many tokens this job's worker asked its credential for (0: it used the broker's),
+    first reaching Azure ``after`` seconds in."""
+    time.sleep(after)
     compute = asjob.current_context().client(ComputeManagementClient)
     list(compute.virtual_machines.list(GROUP))
     return int(asjob.current_context().token_credential.requests)

@@ -314,7 +314,9 @@ def test_a_job_that_does_not_reach_azure_causes_no_token_request(
 def test_a_context_is_not_kept_alive_by_the_process_jobs_it_ran(arm: ArmEmulator) -> None:
     """A long-lived session that connects again and again keeps none of the old contexts,
     nor their clients' open connections, once their jobs are done."""
-    context = AzureContext(subscription_id=f.SUBSCRIPTION, base_url=arm.base_url)
+    context = AzureContext(
+        subscription_id=f.SUBSCRIPTION, base_url=arm.base_url, polling_interval=0.05
+    )
     compute = context.client(ComputeManagementClient)
     create = asjob.as_job(compute.virtual_machines.begin_create_or_update)
     jobs = [create(f.GROUP, name, f.body(name)) for name in ("vm-kept1", "vm-kept2")]
@@ -324,3 +326,14 @@ def test_a_context_is_not_kept_alive_by_the_process_jobs_it_ran(arm: ArmEmulator
     del context, compute, create, jobs
     gc.collect()
     assert dropped() is None
+
+
+def test_a_detached_job_is_served_tokens_after_its_starter_dropped_the_context(
+    arm: ArmEmulator,
+) -> None:
+    context = connect_azure(f.SUBSCRIPTION, base_url=arm.base_url)
+    job = asjob.start_job(f.token_requests_in_worker, 1.0, detach=True)
+    connect_azure(f.SUBSCRIPTION, base_url=arm.base_url)  # the current context is another now
+    del context
+    gc.collect()
+    assert job.receive(wait=True) == 0  # the session's broker still served it
