@@ -49,7 +49,9 @@ def _cell(value: Any, width: int) -> str:
 
 
 def _char_columns(char: str) -> int:
-    if unicodedata.combining(char):
+    # Marks drawn on the character before (an accent, Thai vowel signs, a variation selector)
+    # and invisible format characters take no column.
+    if unicodedata.category(char) in ("Mn", "Me", "Cf"):
         return 0
     return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
 

@@ -64,9 +64,10 @@ _SECRET_WORDS = frozenset(
 _SECRET_ENDINGS = ("key", "passwd", "password", "secret", "signature", "token")
 # Whole names that mark one: an Azure Functions key (?code=), the managed-identity header.
 _SECRET_NAMES = frozenset({"code", "x-identity-header"})
-# Of those, the ones that mark a credential in text only as a URL's query parameter: a bare
-# "code=" is far more often an exit or error code (a keyword in a traceback's source line).
-_QUERY_ONLY_NAMES = frozenset({"code"})
+# Of those, the ones that in text are as often something else: "code=" an exit, status or
+# error code, or the keyword argument of a traceback's source line ("code=code"). Their value
+# is kept when it is a number or the name itself; anything else may be a key.
+_AMBIGUOUS_NAMES = frozenset({"code"})
 _NAME_WORDS = re.compile(r"[^0-9A-Za-z]+|(?<=[a-z0-9])(?=[A-Z])")
 # Where HTTP libraries keep what a request sends besides its headers (body, cookies, auth):
 # azure-core (both request types), requests' Request and PreparedRequest, httpx, urllib.
@@ -122,10 +123,9 @@ def scrubbed(value: Any) -> Any:
 
 
 def _redacted_parameter(match: re.Match[str]) -> str:
-    name = match.group(2)
-    before = match.string[match.start() - 1 : match.start()]
-    if name.lower() in _QUERY_ONLY_NAMES and before not in ("?", "&"):
-        return match.group(0)  # "code=code" in a traceback's source line, "exit code=3"
+    name, value = match.group(2), match.group(3)
+    if name.lower() in _AMBIGUOUS_NAMES and (value.isdecimal() or value == name):
+        return match.group(0)  # "exit code=3", "code=code" in a traceback's source line
     return match.group(1) + REDACTED if is_secret_name(name) else match.group(0)
 
 

@@ -71,13 +71,16 @@ def test_keyword_arguments_are_name_equals_value() -> None:
         ("0.5", 0.5),
         ("1.5h", 5400),
         (" 7D ", 604800),
+        ("-30s", -30),  # a duration, refused as negative where one is not allowed
+        ("-1h30m", -5400),
+        ("+90", 90),
     ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "7x", "d7", "7d junk", "h", "1h 30m"])
+@pytest.mark.parametrize("text", ["", "7x", "d7", "7d junk", "h", "1h 30m", "--5s", "- 5s", "-"])
 def test_bad_durations_say_what_is_expected(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration such as 30s"):
         parse_duration(text)

@@ -52,17 +52,21 @@ def test_control_characters_in_a_name_are_shown_escaped(session: Session) -> Non
 
 
 def test_wide_and_combining_characters_keep_the_columns_aligned(session: Session) -> None:
-    names = ["名前", "配置ジョブの名前がとても長い", "café-e\u0301"]
+    names = ["名前", "配置ジョブの名前がとても長い", "café-e\u0301", "ก\u0e31ข\u0e34 ok"]
     jobs = [asjob.start_job(f.add, 1, 2, name=name, kind="thread") for name in names]
     asjob.wait_job(jobs)
     rows = asjob.format_jobs(jobs).splitlines()[2:]
 
     def columns(text: str) -> int:  # as a terminal shows it
         return sum(
-            0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+            0
+            if unicodedata.category(c) in ("Mn", "Me", "Cf")
+            else 2
+            if unicodedata.east_asian_width(c) in "WF"
+            else 1
             for c in text
         )
 
     name_cells = [row.split(" ", 1)[1].lstrip() for row in rows]
-    assert [columns(cell[: cell.index("ThreadJob")]) for cell in name_cells] == [16, 16, 16]
+    assert [columns(cell[: cell.index("ThreadJob")]) for cell in name_cells] == [16] * 4
     assert name_cells[1].startswith("配置ジョブの名…")  # 14 columns and the ellipsis

@@ -139,10 +139,15 @@ def test_credentials_in_text_are_redacted_in_their_common_forms() -> None:
     for text in texts:
         assert secret not in decode_failure(encode_failure(ValueError(text))).args[0], text
     assert "region_code=weu" in str(decode_failure(encode_failure(ValueError("region_code=weu"))))
-    # "code" is a credential as a URL's query parameter (an Azure Functions key) only.
-    assert secret not in str(decode_failure(encode_failure(ValueError(f"/api/f?code={secret}"))))
-    assert secret not in str(decode_failure(encode_failure(ValueError(f"/f?a=1&code={secret}"))))
-    kept = "raise CustomError(message, code=code); exit code=3"
+    # "code" is a credential (an Azure Functions key, an OAuth code) unless a number or itself.
+    for text in [
+        f"/api/f?code={secret}",
+        f"/f?a=1&amp;code={secret}",
+        f"/cb#code={secret}&state=1",
+        f"code={secret}&grant_type=authorization_code",
+    ]:
+        assert secret not in str(decode_failure(encode_failure(ValueError(text)))), text
+    kept = "raise CustomError(message, code=code); exit code=3; status code=404"
     assert str(decode_failure(encode_failure(ValueError(kept)))) == kept
 
 

@@ -61,8 +61,11 @@ def parse_keyword(text: str) -> tuple[str, Any]:
 def parse_duration(text: str) -> timedelta:
     """``30s``, ``15m``, ``12h``, ``7d``, ``2w``, compounds such as ``1h30m``, or bare seconds."""
     cleaned = text.strip().lower()
-    if cleaned.startswith("-") and len(cleaned) > 1:  # as 30s is: "-30s" is no duration form
-        return -parse_duration(cleaned[1:])
+    sign = 1
+    if cleaned.startswith("-"):  # said to be negative by the caller, not "not a duration"
+        sign, cleaned = -1, cleaned[1:]
+    if sign < 0 and (cleaned.startswith(("-", "+")) or cleaned != cleaned.strip()):
+        raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 12h or 7d")
     try:
         seconds = float(cleaned)
     except ValueError:
@@ -74,7 +77,7 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 12h or 7d")
     if abs(seconds) > MAX_DURATION.total_seconds():
         raise ValueError(f"{text!r} is out of range: a duration is at most 100 years")
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=sign * seconds)
 
 
 def to_duration(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
