@@ -145,7 +145,10 @@ class Session:
         :meth:`knows_finished` only bridges the moment between a kind's report and the job
         leaving the kind; a report can also come after a remove forgot the job (a worker's
         exit follows its outcome). Without this, a long-lived session would keep an id for
-        every job it ever ran."""
+        every job it ever ran.
+
+        Kinds' ``is_live`` take their own locks (the process kind's asks the thread kind's),
+        inside ``_changed``: no kind may call :meth:`job_finished` holding one of them."""
         kinds = list(self._kinds.values())
         self._finished = {i for i in self._finished if any(k.is_live(i) for k in kinds)}
         self._keep_finished = max(KEEP_FINISHED, 2 * len(self._finished))

@@ -13,6 +13,7 @@ import pytest
 from asjob import JobState, MemoryStore, SQLiteStore, StoreError, UnsafeFileError
 from asjob.errors import JobNotFoundError
 from asjob.store.base import CHILDREN, NewJob, Store
+from asjob.store.sqlite import FREE_PAGES_KEPT
 from tests.cli_support import Cli
 
 
@@ -161,19 +162,27 @@ def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
         SQLiteStore(path)
 
 
-def test_sqlite_gives_back_the_pages_of_removed_jobs(tmp_path: Path) -> None:
+def test_sqlite_gives_back_the_pages_of_removed_jobs_and_received_records(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "jobs.db"
     store = SQLiteStore(path)
-    job_id = _new(store)
-    store.append_records(job_id, [("output", bytes(8_000_000))])
 
     def pages() -> int:
         with sqlite3.connect(path) as conn:  # sees the write-ahead log too
             return int(conn.execute("PRAGMA page_count").fetchone()[0])
 
-    full = pages()
-    store.delete_jobs([job_id])
-    assert pages() < full / 20
+    kept = FREE_PAGES_KEPT + 20  # for the records to come, and the tables' own
+    removed, received = _new(store), _new(store)
+    store.append_records(removed, [("output", bytes(20_000_000))])
+    assert pages() > 4 * kept
+    store.delete_jobs([removed])
+    assert pages() <= kept
+    store.append_records(received, [("information", bytes(10_000))] * 2000)
+    assert pages() > 4 * kept
+    store.remove_records(received, [r.seq for r in store.read_records(received)[:1000]])
+    store.read_records(received, remove=True)
+    assert pages() <= kept
 
 
 def test_sqlite_refuses_a_special_file_and_leaves_it_as_it_was(tmp_path: Path) -> None:

@@ -171,6 +171,10 @@ _APPEND_RECORD = (
     "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?)"
 )
 
+FREE_PAGES_KEPT = 1024
+"""Free pages a store keeps for the records to come (4 MB at SQLite's default page size);
+those beyond go back to the file system."""
+
 _process_locks: dict[Path, threading.Lock] = {}
 _process_locks_guard = threading.Lock()
 
@@ -205,6 +209,7 @@ class SQLiteStore:
         self._pid = os.getpid()
         self._writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
+        self._incremental: bool | None = None  # whether the file gives free pages back
         if not initialise:
             return
         existed = self._path.exists()
@@ -603,12 +608,21 @@ class SQLiteStore:
         self._give_back_free_pages()
 
     def _give_back_free_pages(self) -> None:
-        """Shrink the file by the pages removed jobs held (a store made before asjob set
-        incremental auto-vacuum on new stores keeps them for later jobs instead)."""
+        """Shrink the file by the free pages beyond :data:`FREE_PAGES_KEPT` (those of removed
+        jobs, of received records). A store made before asjob set incremental auto-vacuum on
+        new stores keeps them all for the records to come instead."""
         with self._thread_lock, self._translated_errors():
             conn = self._writer_connection()
-            # executescript, not execute: it runs the pragma to its end (execute frees one page).
-            self._retry_while_busy(lambda: conn.executescript("PRAGMA incremental_vacuum;"))
+            if self._incremental is None:
+                self._incremental = conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+            if not self._incremental:
+                return
+            spare = conn.execute("PRAGMA freelist_count").fetchone()[0] - FREE_PAGES_KEPT
+            if spare > 0:
+                # executescript, not execute: it runs the pragma to its end (execute frees
+                # one page).
+                vacuum = f"PRAGMA incremental_vacuum({spare});"
+                self._retry_while_busy(lambda: conn.executescript(vacuum))
 
     # -- holds ------------------------------------------------------------------------------
 
@@ -663,6 +677,8 @@ class SQLiteStore:
                     f"DELETE FROM records WHERE job_id = ? AND seq <= ?{only}",
                     (job_id, rows[-1][1], *(names or [])),
                 )
+        if rows:
+            self._give_back_free_pages()
         return [StreamRow(*r) for r in rows]
 
     def remove_records(self, job_id: int, seqs: Iterable[int]) -> set[int]:
@@ -684,4 +700,6 @@ class SQLiteStore:
                 conn.execute(
                     f"DELETE FROM records WHERE seq IN ({','.join('?' * len(batch))})", batch
                 )
+        if removed:
+            self._give_back_free_pages()
         return removed
