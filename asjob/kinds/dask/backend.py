@@ -64,7 +64,7 @@ ADOPT_RETRY_S = 5.0
 ADOPT_LOOK_S = 0.5
 # How long a lost worker's jobs are given for their last batches to arrive before they are
 # failed: a job that ended just before its worker left has its outcome on the way.
-WORKER_LOST_GRACE_S = 0.2
+WORKER_LOST_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
