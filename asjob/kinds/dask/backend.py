@@ -159,13 +159,18 @@ class DaskBackend:
         if watch.detached:
             self._forget(watch)
             watch.done.set()
-        elif watch.begin_settling():
-            lost = WorkerLostError(
-                f"job {watch.job_id}: {why}; its outcome cannot come back", watch.job_id
-            )
-            settle_failure(self._session.store, watch.job_id, encode_failure(lost))
-            self._settled(watch)
+        elif self._fail(watch, f"job {watch.job_id}: {why}; its outcome cannot come back"):
             self._forget(watch)
+
+    def _fail(self, watch: JobWatch, why: str) -> bool:
+        """Settle the job Failed with a :class:`WorkerLostError` saying ``why``, unless it has
+        been settled already; whether it was settled here."""
+        if not watch.begin_settling():
+            return False
+        lost = WorkerLostError(why, watch.job_id)
+        settle_failure(self._session.store, watch.job_id, encode_failure(lost))
+        self._settled(watch)
+        return True
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -299,18 +304,14 @@ class DaskBackend:
         time.sleep(WORKER_LOST_GRACE_S)  # a job that had just ended: its final batch first
         with self._lock:
             watches = [self._by_key[key] for key in running if key in self._by_key]
-        store = self._session.store
         cluster = self._clusters.get(scheduler)
         for watch in watches:
-            if watch.scheduler != scheduler or not watch.begin_settling():
-                continue
-            lost = WorkerLostError(
+            why = (
                 f"job {watch.job_id}: its Dask worker {worker} left the cluster while running "
-                "it (killed, crashed or shut down), and the job's process with it",
-                watch.job_id,
+                "it (killed, crashed or shut down), and the job's process with it"
             )
-            settle_failure(store, watch.job_id, encode_failure(lost))
-            self._settled(watch)
+            if watch.scheduler != scheduler or not self._fail(watch, why):
+                continue
             if cluster is not None and watch.future is not None:
                 with contextlib.suppress(Exception):  # its end then tidies up (_on_done)
                     cluster.cancel(watch.future)
@@ -377,26 +378,32 @@ class DaskBackend:
             raise _cannot_stop(record, exc) from None
         except AsJobError:  # gone: nothing runs there any more
             return
-        instance = record.instance_id.hex
-        # Until a worker reports the job began, its location is the scheduler: ask everyone.
-        workers = None if record.location == cluster.address else [record.location]
         try:
-            try:
-                killed = cluster.kill(instance, workers)
-            except NoAnswer:
-                raise
-            except Exception:  # its worker is gone: nothing runs there
-                killed = False
-            if not killed:
-                future = watch.future if watch is not None else None
-                if future is None and watch is None:
-                    future = Future(p.task_key(instance), cluster.client)
-                if future is not None and not future.done():
-                    cluster.cancel(future)
+            self._kill_or_cancel(cluster, record, watch)
         except NoAnswer as exc:
             raise _cannot_stop(record, exc) from None
         if watch is not None:
             watch.done.wait(STOP_WAIT_S)
+
+    @staticmethod
+    def _kill_or_cancel(cluster: Cluster, record: JobRecord, watch: JobWatch | None) -> None:
+        """Kill the job's process where it runs, or cancel its task if it runs nowhere.
+        Raises :class:`NoAnswer` if the scheduler does not answer."""
+        instance = record.instance_id.hex
+        # Until a worker reports the job began, its location is the scheduler: ask everyone.
+        workers = None if record.location == cluster.address else [record.location]
+        try:
+            killed = cluster.kill(instance, workers)
+        except NoAnswer:
+            raise
+        except Exception:  # its worker is gone: nothing runs there
+            killed = False
+        if not killed:
+            future = watch.future if watch is not None else None
+            if future is None and watch is None:
+                future = Future(p.task_key(instance), cluster.client)
+            if future is not None and not future.done():
+                cluster.cancel(future)
 
     # -- other processes' jobs ---------------------------------------------------------------
 
