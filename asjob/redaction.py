@@ -90,6 +90,9 @@ _SENT_ATTRIBUTES = frozenset(
 # A name=value pair in any text (a URL's query, a connection string, a message): the name
 # (group 2, with what follows it in group 1) and the value, quoted or up to a separator.
 _QUERY_PARAMETER = re.compile(r"(?<![\w.~%-])(([\w.~%-]+)=)(\"[^\"]*\"|'[^']*'|[^&;#\s'\"<>),]*)")
+# A quoted name and its quoted value, as JSON ("adminPassword": "...") and Python's repr of a
+# dict ('Authorization': 'Bearer ...') show them: an SDK's network trace logs both.
+_QUOTED_PAIR = re.compile(r"""((["'])([\w.-]+)\2\s*:\s*)(["'])((?:(?!\4)[^\\]|\\.)*)\4""")
 # The password of a URL's user information: scheme://user:PASSWORD@host (the user may be empty).
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)([^@\s/]+)(@)")
 # An HTTP authorization value in any text (a request's repr, a message quoting a header).
@@ -109,6 +112,7 @@ def scrubbed(value: Any) -> Any:
     none."""
     if isinstance(value, str):
         text = _QUERY_PARAMETER.sub(_redacted_parameter, value) if "=" in value else value
+        text = _QUOTED_PAIR.sub(_redacted_pair, text) if ":" in text else text
         text = _AUTHORIZATION_VALUE.sub(r"\1 " + REDACTED, text)
         text = _URL_PASSWORD.sub(r"\1" + REDACTED + r"\3", text) if "@" in text else text
         return value if text == value else text
@@ -127,6 +131,12 @@ def _redacted_parameter(match: re.Match[str]) -> str:
     if name.lower() in _AMBIGUOUS_NAMES and (value.isdecimal() or value == name):
         return match.group(0)  # "exit code=3", "code=code" in a traceback's source line
     return match.group(1) + REDACTED if is_secret_name(name) else match.group(0)
+
+
+def _redacted_pair(match: re.Match[str]) -> str:
+    if not is_secret_name(match.group(3)):
+        return match.group(0)
+    return f"{match.group(1)}{match.group(4)}{REDACTED}{match.group(4)}"
 
 
 def is_secret_name(name: str) -> bool:

@@ -9,6 +9,7 @@ Data flow::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from . import records as r
+from . import redaction
 
 if TYPE_CHECKING:
     from .store.base import Store
@@ -253,7 +255,19 @@ class JobWriter:
 
     def _emit(self, stream: str, record: Any) -> None:
         if not self.stopping:
-            self._sink(stream, r.encode(record))
+            self._sink(stream, r.encode(_without_credentials(record)))
+
+
+def _without_credentials(record: Any) -> Any:
+    """``record`` with the credentials its text shows redacted (see :mod:`asjob.redaction`):
+    an SDK's network trace logs each request's ``Authorization`` header and body, and what a
+    job logs or prints is stored and read by other processes."""
+    if not isinstance(record, r.StreamRecord):
+        return record
+    message, log = redaction.scrubbed(record.message), redaction.scrubbed(record.log)
+    if message is record.message and log is record.log:
+        return record
+    return dataclasses.replace(record, message=message, log=log)
 
 
 class HandedOff:

@@ -336,3 +336,10 @@ def warn_then_fail() -> None:
 
 def rotate_password(password: str) -> None:
     """Takes a credential as its first (fan-out) argument."""
+
+
+def trace_a_request(token: str, password: str) -> None:
+    """Log and print what an SDK's network trace shows of a request it sends."""
+    log.debug("Request headers: {'Authorization': 'Bearer %s', 'Accept': 'json'}", token)
+    log.debug('Request body: {"adminPassword": "%s", "location": "westus"}', password)
+    print(f"Authorization: Bearer {token}")

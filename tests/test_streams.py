@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,22 @@ def test_a_warning_made_an_error_keeps_a_failed_job_for_an_auto_removing_receive
             asjob.receive_job(job, wait=True, auto_remove_job=True)
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="after warning"):
         asjob.receive_job(job, wait=True, auto_remove_job=True)  # its failure reaches you
+
+
+def test_what_a_job_logs_and_prints_is_stored_without_credentials(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An SDK's network trace (azure-core's ``logging_enable``) logs each request's bearer
+    token and body: the store, which other processes read, must hold neither."""
+    caplog.set_level(logging.DEBUG)
+    token, password = "eyJ0eXAi.s3cretT0ken", "Adm1n-Passw0rd"
+    job = asjob.start_job(f.trace_a_request, token, password, kind=kind)
+    asjob.wait_job(job)
+    shown = [r.message for r in job.debug + job.information]
+    assert "Request headers: {'Authorization': 'REDACTED', 'Accept': 'json'}" in shown
+    assert 'Request body: {"adminPassword": "REDACTED", "location": "westus"}' in shown
+    assert "Authorization: Bearer REDACTED" in shown
+    store = asjob.session.current_session().store.path
+    assert store is not None
+    saved = b"".join(Path(f"{store}{suffix}").read_bytes() for suffix in ("", "-wal"))
+    assert token.encode() not in saved and password.encode() not in saved

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import logging
 import os
 import pickle
 import stat
@@ -337,3 +338,24 @@ def test_a_detached_job_is_served_tokens_after_its_starter_dropped_the_context(
     del context
     gc.collect()
     assert job.receive(wait=True) == 0  # the session's broker still served it
+
+
+def test_the_sdks_network_trace_leaves_no_token_in_the_store(
+    arm: ArmEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # the worker logs at the caller's levels
+    context = connect_azure(
+        f.SUBSCRIPTION, base_url=arm.base_url, polling_interval=0.05, logging_enable=True
+    )
+    compute = context.client(ComputeManagementClient)
+    create = asjob.as_job(compute.virtual_machines.begin_create_or_update)
+    job = create(f.GROUP, "vm-traced", f.body("vm-traced"))
+    assert job.wait(timeout=30)
+    traced = [r.message for r in job.debug + job.verbose if "Authorization" in r.message]
+    assert traced, "no network trace recorded"
+    assert all("REDACTED" in message for message in traced)
+    token = context.token_credential.get_token(context.arm_scope).token
+    store = asjob.session.current_session().store.path
+    assert store is not None
+    saved = b"".join(Path(f"{store}{suffix}").read_bytes() for suffix in ("", "-wal"))
+    assert token.encode() not in saved
