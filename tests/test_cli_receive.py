@@ -241,6 +241,8 @@ def test_a_fan_out_parent_prints_its_childrens_results(
     assert main(["receive", str(parent.id), "--json"]) == 0
     out, _ = capfd.readouterr()
     assert _strict_json(out) == {"id": parent.id, "state": "Completed", "value": ["hi a", "hi b"]}
+    assert main(["receive", str(parent.id)]) == 0
+    assert capfd.readouterr() == ("", "")  # received already: nothing new, no null per child
 
 
 # -- decoding ----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from .. import records as r
 from ..errors import RemoteTraceback
 from ..receiving import Read, Taken, claim, job_failure, outputs_of, result_of, take
 from ..session import current_session
-from ..store.base import GENERATOR, VALUE
+from ..store.base import CHILDREN, GENERATOR, VALUE
 from . import exits
 from .arguments import JOB_ID, import_from_working_directory, jobs_given
 from .output import describe_failure, render_json, render_value
@@ -156,6 +156,8 @@ class _Rendering:
             _write_stdout([self._json_line(claimed, outputs)])
         elif claimed.record.output_mode == VALUE:
             _write_stdout(output for output in outputs if isinstance(output, str))
+        elif claimed.record.output_mode == CHILDREN and not _holds_output(claimed):
+            pass  # its children's results were received before: nothing new, nothing printed
         else:
             _write_stdout(_as_line(output) for output in outputs)
         if self.failure is not None:
@@ -171,6 +173,10 @@ class _Rendering:
             return f'{head}, "value": {_json(result_of(claimed, outputs))}}}'
         error = render_json(self.failure)
         return f'{head}, "error": {error}, "partial_output": {_json(outputs)}}}'
+
+
+def _holds_output(taken: Taken) -> bool:
+    return any(read.index is not None for read in taken.all_reads())
 
 
 def _message(read: Read) -> str | None:
