@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from .call import Call
 from .context import resolve_context
 from .decorator import unwrap_job_function
-from .errors import InvalidJobStateError, JobNotFinishedError, JobNotFoundError
+from .errors import AsJobError, InvalidJobStateError, JobNotFinishedError, JobNotFoundError
 from .job import Job
 from .launching import check_start, start_call
 from .receiving import deliver, hand_on, take
@@ -285,8 +285,16 @@ def stop_job(jobs: Jobs, *, session: Session | None = None) -> None:
     # next queued job, one this call is about to stop, and its code would run meanwhile.
     for job in handles:
         _stop_if_queued(session, job)
+    # Each job is tried, whatever the others do: one that cannot be stopped (its cluster
+    # does not answer) must not leave the rest running. The first refusal is raised after.
+    refusals: list[AsJobError] = []
     for job in handles:
-        _stop(session, job)
+        try:
+            _stop(session, job)
+        except AsJobError as exc:
+            refusals.append(exc)
+    if refusals:
+        raise refusals[0]
 
 
 def _stop_if_queued(session: Session, job: Job[Any]) -> None:

@@ -66,6 +66,10 @@ def test_a_job_whose_only_worker_is_killed_fails_naming_the_worker(
     job = asjob.start_job(d.note_start_and_sleep, str(started), 60, kind=DaskKind(cluster.address))
     [job_pid] = _started(started)
     [worker] = d.wait_for_workers(cluster.address, 1)
+    deadline = time.monotonic() + 10
+    while job.location != worker:  # reported begun there (until then, where is not known)
+        assert time.monotonic() < deadline, job.location
+        time.sleep(0.05)
 
     # The worker and its nanny: no worker is left, so Dask keeps the task to run later.
     os.killpg(cluster.processes[1].pid, signal.SIGKILL)
@@ -75,6 +79,52 @@ def test_a_job_whose_only_worker_is_killed_fails_naming_the_worker(
     with pytest.raises(asjob.WorkerLostError, match=f"worker {worker} left the cluster"):
         job.receive()
     assert _gone(job_pid)
+
+
+def test_a_job_queued_on_a_lost_worker_runs_on_the_next_one(
+    cluster: LoopbackCluster, session: Session, tmp_path: Path
+) -> None:
+    kind = DaskKind(cluster.address)
+    running = [
+        asjob.start_job(d.note_start_and_sleep, str(tmp_path / f"r{i}"), 60, kind=kind)
+        for i in range(2)
+    ]
+    for i in range(2):
+        _started(tmp_path / f"r{i}")
+    queued = asjob.start_job(d.note_start_and_sleep, str(tmp_path / "q"), 0, kind=kind)
+    time.sleep(1)  # the worker's two threads are busy: the third job waits there
+
+    os.killpg(cluster.processes[1].pid, signal.SIGKILL)
+    assert asjob.wait_job(running, timeout=30) == running
+    assert queued.state is JobState.Running  # not begun anywhere: not failed for it
+    worker = [str(Path(sys.executable).with_name("dask")), "worker", cluster.address]
+    replacement = subprocess.Popen(
+        [*worker, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+        env={**os.environ, "PYTHONPATH": str(d.ROOT)},
+        cwd=d.ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert isinstance(queued.receive(wait=True), int)  # it ran there, once
+        assert len(_started(tmp_path / "q")) == 1
+    finally:
+        os.killpg(replacement.pid, signal.SIGTERM)
+        replacement.wait(timeout=30)
+
+
+def test_throttled_jobs_left_when_the_scheduler_is_lost_fail_saying_so(
+    cluster: LoopbackCluster, session: Session
+) -> None:
+    nap = asjob.as_job(time.sleep, kind=DaskKind(cluster.address), throttle_limit=1)
+    jobs = [nap(30), nap(30), nap(30)]
+    time.sleep(1)
+    cluster.processes[0].kill()  # the scheduler
+    assert asjob.wait_job(jobs, timeout=60) == jobs
+    assert [job.state for job in jobs] == [JobState.Failed] * 3
+    with pytest.raises(asjob.BackendUnavailableError, match="cannot reach the Dask scheduler"):
+        jobs[2].receive()
 
 
 def test_a_lost_scheduler_fails_the_running_job_and_refuses_new_ones(
@@ -110,11 +160,62 @@ def test_jobs_go_on_through_a_scheduler_that_answers_again_after_a_stop_gave_up(
         stopped.stop()
     os.kill(scheduler, signal.SIGCONT)
 
-    assert asjob.start_job(f.add, 1, 1, kind=kind).receive(wait=True) == 2  # the same connection
-    assert finishing.receive(wait=True) == finishing_pid  # reported through it, as it ended
     # The stop it gave up waiting for reached the scheduler once it answered.
     assert stopped.wait(timeout=30)
     assert stopped.state is JobState.Stopped and _gone(stopped_pid)
+    assert asjob.start_job(f.add, 1, 1, kind=kind).receive(wait=True) == 2  # the same connection
+    assert finishing.receive(wait=True) == finishing_pid  # reported through it, as it ended
+
+
+def test_stopping_several_jobs_on_a_frozen_scheduler_tries_each_and_waits_once(
+    cluster: LoopbackCluster, session: Session, tmp_path: Path
+) -> None:
+    kind = DaskKind(cluster.address)
+    jobs = [
+        asjob.start_job(d.note_start_and_sleep, str(tmp_path / f"j{i}"), 60, kind=kind)
+        for i in range(2)
+    ]
+    pids = [_started(tmp_path / f"j{i}")[0] for i in range(2)]
+    scheduler = cluster.processes[0].pid
+    os.kill(scheduler, signal.SIGSTOP)
+    began = time.monotonic()
+    try:
+        with pytest.raises(asjob.BackendUnavailableError, match="cannot stop job 1"):
+            asjob.stop_job(jobs)
+        took = time.monotonic() - began
+        assert [job.state for job in jobs] == [JobState.Stopping] * 2  # both were asked
+    finally:
+        os.kill(scheduler, signal.SIGCONT)
+    assert took < 9, f"{took:.1f} s: one wait for the scheduler, not one per job"
+    assert asjob.wait_job(jobs, timeout=30) == jobs  # the stops reach it once it answers
+    assert [job.state for job in jobs] == [JobState.Stopped] * 2
+    assert all(_gone(pid) for pid in pids)
+
+
+def test_a_stop_from_another_process_on_a_frozen_scheduler_is_refused_not_recorded(
+    cluster: LoopbackCluster, session: Session, store_path: Path, tmp_path: Path
+) -> None:
+    job = asjob.start_job(
+        d.note_start_and_sleep, str(tmp_path / "s"), 60, kind=DaskKind(cluster.address)
+    )
+    [pid] = _started(tmp_path / "s")
+    scheduler = cluster.processes[0].pid
+    os.kill(scheduler, signal.SIGSTOP)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "asjob", "stop", str(job.id)],
+            env={**os.environ, "ASJOB_STORE": str(store_path)},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.kill(scheduler, signal.SIGCONT)
+    assert done.returncode == 3, done.stderr
+    assert f"cannot stop job {job.id}" in done.stderr and "Traceback" not in done.stderr
+    assert job.state in (JobState.Stopping, JobState.Running)  # not recorded Stopped
+    assert not _gone(pid, seconds=0.5)
 
 
 _STOPS_ON_A_FROZEN_SCHEDULER = """

@@ -78,12 +78,18 @@ class _NotAnswering(BackendUnavailableError):
     """The scheduler accepts requests and answers none (frozen)."""
 
 
-def _cannot_stop(record: JobRecord, why: Exception) -> BackendUnavailableError:
+def _cannot_stop(record: JobRecord, why: Exception | str) -> BackendUnavailableError:
     return BackendUnavailableError(
         f"cannot stop job {record.id}: {why}. It stays Stopping, and ends Stopped once the "
         "scheduler answers or this session gives up its connection",
         record.id,
     )
+
+
+def _workers_running(record: JobRecord, cluster: Cluster) -> list[str] | None:
+    """Where the job's process may be: its worker, or (``None``) any, until a worker reports
+    it began (its location is the scheduler until then)."""
+    return None if record.location == cluster.address else [record.location]
 
 
 def _still_frozen(cluster: Cluster) -> bool:
@@ -126,14 +132,18 @@ class DaskBackend:
             # through it report on this connection; a new one would not hear them.
             if cluster is not None and _still_frozen(cluster):
                 raise _NotAnswering(f"the Dask scheduler at {address} does not answer (frozen?)")
-            if cluster is not None and cluster.client.status != "running":
-                # Its scheduler went away: a job started through it would be recorded Running
-                # and never run. Connect again, or say why not.
+            if cluster is not None and cluster.lost:
+                # Its scheduler went away (or was restarted): a job started through it would
+                # be recorded Running and never report. Connect again, or say why not.
                 self._connection_lost(cluster)
                 cluster = None
             if cluster is None:
                 try:
                     cluster = Cluster(address, self._on_batch, self._on_done, self._on_worker_lost)
+                except NoAnswer as exc:
+                    raise _NotAnswering(
+                        f"cannot reach the Dask scheduler at {address}: {exc}"
+                    ) from None
                 except Exception as exc:
                     raise BackendUnavailableError(
                         f"cannot reach the Dask scheduler at {address}: {exc}"
@@ -178,7 +188,10 @@ class DaskBackend:
         cluster = self.cluster(prepared.address)
         store = self._session.store
         instance = record.instance_id.hex
-        queue = cluster.open_queue(p.job_queue_name(instance)) if options.detached else None
+        try:
+            queue = cluster.open_queue(p.job_queue_name(instance)) if options.detached else None
+        except NoAnswer as exc:
+            raise _NotAnswering(str(exc), record.id) from None
         watch = JobWatch(
             store,
             record.id,
@@ -217,8 +230,11 @@ class DaskBackend:
                 return
             watch.future = cluster.submit(spec, p.task_key(instance))
             if queue is not None:
-                cluster.client.publish_dataset(watch.future, name=p.job_queue_name(instance))
+                cluster.publish(watch.future, p.job_queue_name(instance))
                 cluster.poll(queue.name, watch.drain)
+        except NoAnswer as exc:
+            self._forget(watch)
+            raise _NotAnswering(str(exc), record.id) from None
         except BaseException:
             self._forget(watch)
             if watch.future is not None:
@@ -296,25 +312,34 @@ class DaskBackend:
             return True
         return state in (JobState.Stopping, JobState.Stopped)
 
-    def _on_worker_lost(self, scheduler: str, worker: str, running: list[str]) -> None:
-        """A worker left the cluster at ``scheduler`` while running the tasks ``running``
-        (their keys): their jobs' processes went with it (the fork server there kills them).
-        Fail those jobs now, and cancel their tasks, which Dask would otherwise keep to run
-        again once some worker is free (with no worker left, never)."""
+    def _on_worker_lost(self, scheduler: str, worker: str, assigned: list[str]) -> None:
+        """A worker left the cluster at ``scheduler`` with the tasks ``assigned`` to it (their
+        keys). The jobs that had begun there (their location is that worker) lost their
+        processes with it (the fork server there kills them): fail them now, and cancel their
+        tasks, which Dask would otherwise keep to run again once some worker is free (with
+        no worker left, never). The others had not begun: Dask runs them elsewhere."""
         time.sleep(WORKER_LOST_GRACE_S)  # a job that had just ended: its final batch first
         with self._lock:
-            watches = [self._by_key[key] for key in running if key in self._by_key]
+            watches = [self._by_key[key] for key in assigned if key in self._by_key]
         cluster = self._clusters.get(scheduler)
         for watch in watches:
             why = (
                 f"job {watch.job_id}: its Dask worker {worker} left the cluster while running "
                 "it (killed, crashed or shut down), and the job's process with it"
             )
-            if watch.scheduler != scheduler or not self._fail(watch, why):
+            if watch.scheduler != scheduler or not self._began_on(watch, worker):
+                continue
+            if not self._fail(watch, why):
                 continue
             if cluster is not None and watch.future is not None:
                 with contextlib.suppress(Exception):  # its end then tidies up (_on_done)
                     cluster.cancel(watch.future)
+
+    def _began_on(self, watch: JobWatch, worker: str) -> bool:
+        try:
+            return self._session.store.get_job(watch.job_id).location == worker
+        except AsJobError:
+            return False
 
     @staticmethod
     def _task_failure(watch: JobWatch, error: BaseException) -> BaseException:
@@ -372,6 +397,10 @@ class DaskBackend:
             if info is None:
                 return
             address = info["scheduler"]
+        known = self._clusters.get(address)
+        if known is not None and known.just_found_frozen:
+            known.kill_when_answered(record.instance_id.hex, _workers_running(record, known))
+            raise _cannot_stop(record, f"the Dask scheduler at {address} does not answer")
         try:
             cluster = self.cluster(address)
         except _NotAnswering as exc:
@@ -390,10 +419,8 @@ class DaskBackend:
         """Kill the job's process where it runs, or cancel its task if it runs nowhere.
         Raises :class:`NoAnswer` if the scheduler does not answer."""
         instance = record.instance_id.hex
-        # Until a worker reports the job began, its location is the scheduler: ask everyone.
-        workers = None if record.location == cluster.address else [record.location]
         try:
-            killed = cluster.kill(instance, workers)
+            killed = cluster.kill(instance, _workers_running(record, cluster))
         except NoAnswer:
             raise
         except Exception:  # its worker is gone: nothing runs there

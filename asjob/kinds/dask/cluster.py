@@ -121,7 +121,7 @@ def _check_answers(address: str) -> None:
     prober.join(CONNECT_TIMEOUT_S + 2)
     failure = outcome[0] if outcome else asyncio.TimeoutError()
     if isinstance(failure, asyncio.TimeoutError):
-        raise OSError(
+        raise NoAnswer(
             f"it accepted a connection but gave no answer within {CONNECT_TIMEOUT_S:.0f} s "
             "(a frozen scheduler, or not a Dask scheduler)"
         )
@@ -140,8 +140,12 @@ class Cluster:
         self._on_done = on_done
         self._on_worker_lost = on_worker_lost
         self.unanswering = False  # a request found it frozen: later ones are not sent
+        self._unanswered_at = float("-inf")
         check_reachable(address)
         self.client: Any = _dd.Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT_S)
+        # Replaced when the client reconnects by itself (a scheduler restarted at the same
+        # address): the inbox and the subscription made on the first are gone with it.
+        self._first_comm = self.client.scheduler_comm
         try:
             self.inbox: Any = _dd.Queue(f"asjob-inbox-{uuid.uuid4().hex}", client=self.client)
             # A worker that leaves (killed, crashed) takes its jobs' processes with it; nothing
@@ -183,7 +187,10 @@ class Cluster:
         self._more.set()
 
     def open_queue(self, name: str) -> Any:
-        return _dd.Queue(name, client=self.client)
+        return self.answered(lambda: _dd.Queue(name, client=self.client))
+
+    def publish(self, future: Any, name: str) -> None:
+        self.answered(lambda: self.client.publish_dataset(future, name=name))
 
     def poll(self, name: str, poll: Poll | None) -> None:
         """Call ``poll`` every POLL_S from the inbox thread (a detached job's queue); ``None``
@@ -194,6 +201,11 @@ class Cluster:
                 return
             self._polls[name] = poll
         self._wake()
+
+    @property
+    def lost(self) -> bool:
+        """Whether this connection's scheduler went away (even if a new one answers there)."""
+        return self.client.status != "running" or self.client.scheduler_comm is not self._first_comm
 
     @property
     def connected(self) -> bool:
@@ -208,12 +220,15 @@ class Cluster:
         if self.unanswering:
             raise NoAnswer(f"the Dask scheduler at {self.address} has stopped answering")
         outcome: list[tuple[bool, Any]] = []
+        given_up = threading.Event()
 
         def ask() -> None:
             try:
                 outcome.append((True, request()))
             except BaseException as exc:
                 outcome.append((False, exc))
+            if given_up.is_set():  # answered after all, late: it answers again
+                self.unanswering = False
 
         # A daemon thread, not an executor's: one left waiting must not hold up the exit.
         asking = threading.Thread(target=ask, name="asjob-dask-request", daemon=True)
@@ -221,6 +236,8 @@ class Cluster:
         asking.join(ANSWER_WAIT_S)
         if not outcome:
             self.unanswering = True
+            self._unanswered_at = time.monotonic()
+            given_up.set()
             raise NoAnswer(
                 f"the Dask scheduler at {self.address} did not answer within "
                 f"{ANSWER_WAIT_S:.0f} s (frozen, or cut off)"
@@ -230,6 +247,12 @@ class Cluster:
             raise value
         result: T = value
         return result
+
+    @property
+    def just_found_frozen(self) -> bool:
+        """Whether a request was given up on in the last ANSWER_WAIT_S (and none answered
+        since): stopping ten jobs on a frozen scheduler then takes one wait, not ten."""
+        return self.unanswering and time.monotonic() - self._unanswered_at < ANSWER_WAIT_S
 
     def answers_again(self) -> bool:
         """Whether the scheduler, found frozen before, answers a request now."""
@@ -249,6 +272,16 @@ class Cluster:
         )
         return any(killed.values())
 
+    def kill_when_answered(self, instance: str, workers: list[str] | None) -> None:
+        """Send the kill of :meth:`kill` without waiting for it: it reaches the job's process
+        once the scheduler answers again."""
+
+        def send() -> None:
+            with contextlib.suppress(Exception):
+                self.client.run(kill_job, instance, workers=workers, on_error="ignore")
+
+        threading.Thread(target=send, name="asjob-dask-late-stop", daemon=True).start()
+
     def cancel(self, future: Any) -> None:
         self.answered(lambda: self.client.cancel([future], force=True))
 
@@ -258,10 +291,10 @@ class Cluster:
         message = event[1]
         if isinstance(message, dict) and message.get("action") == "remove-worker":
             worker = str(message.get("worker"))
-            running = [str(key) for key in message.get("processing-tasks") or ()]
+            assigned = [str(key) for key in message.get("processing-tasks") or ()]
             threading.Thread(
                 target=self._on_worker_lost,
-                args=(self.address, worker, running),
+                args=(self.address, worker, assigned),
                 name="asjob-dask-worker-lost",
                 daemon=True,
             ).start()
@@ -360,7 +393,7 @@ class Cluster:
             with contextlib.suppress(Exception):
                 self.answered(self._wake)
         self._more.set()
-        self._threads[0].join(timeout=CLOSE_WAIT_S)
+        self._join(self._threads[0])
         if self.connected:
             with self._lock:
                 releasing = list(self._releasing)
@@ -371,4 +404,11 @@ class Cluster:
             with contextlib.suppress(Exception):
                 self.client.close(timeout=CLOSE_WAIT_S)
         self._more.set()
-        self._threads[1].join(timeout=CLOSE_WAIT_S)
+        self._join(self._threads[1])
+
+    @staticmethod
+    def _join(thread: threading.Thread) -> None:
+        # Closed from one of its own threads (a throttled job launched by the end of another
+        # finds the connection lost): that thread ends when it returns there.
+        if thread is not threading.current_thread():
+            thread.join(timeout=CLOSE_WAIT_S)

@@ -132,8 +132,9 @@ def _not_run(
     where = store.get_job(job_id).location
     worker = "the Dask worker running it" + ("" if where == scheduler else f" ({where})")
     lost = WorkerLostError(
-        f"job {job_id}: {worker} was lost; Dask started the job again elsewhere, and asjob "
-        "does not run a call twice (its first run may have had effects)",
+        f"job {job_id}: {worker} was lost, and with it the job's outcome (its run may have "
+        "ended or not); Dask started the job again elsewhere, and asjob does not run a call "
+        "twice (its first run may have had effects)",
         job_id,
     )
     return JobState.Failed, {"reason": encode_failure(lost)}
