@@ -218,6 +218,62 @@ def test_a_stop_from_another_process_on_a_frozen_scheduler_is_refused_not_record
     assert not _gone(pid, seconds=0.5)
 
 
+def test_a_detached_start_on_a_frozen_scheduler_is_refused_in_seconds(
+    cluster: LoopbackCluster, session: Session
+) -> None:
+    kind = DaskKind(cluster.address)
+    assert asjob.start_job(f.add, 1, 1, kind=kind).receive(wait=True) == 2  # connected
+    scheduler = cluster.processes[0].pid
+    os.kill(scheduler, signal.SIGSTOP)
+    began = time.monotonic()
+    try:
+        with pytest.raises(asjob.BackendUnavailableError, match="did not answer within 5 s"):
+            asjob.start_job(f.add, 2, 2, kind=kind, detach=True)
+    finally:
+        os.kill(scheduler, signal.SIGCONT)
+    assert time.monotonic() - began < 9
+
+
+def test_a_scheduler_restarted_at_the_same_address_gets_a_new_connection(
+    cluster: LoopbackCluster, session: Session, tmp_path: Path
+) -> None:
+    kind = DaskKind(cluster.address)
+    assert asjob.start_job(f.add, 1, 1, kind=kind).receive(wait=True) == 2
+    for process in reversed(cluster.processes):  # the worker, then the scheduler
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    dask = str(Path(sys.executable).with_name("dask"))
+    port = cluster.address.rsplit(":", 1)[1]
+    restarted = [
+        subprocess.Popen(
+            [dask, *args, "--host", "127.0.0.1", "--no-dashboard"],
+            env={**os.environ, "PYTHONPATH": str(d.ROOT)},
+            cwd=d.ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for args in (["scheduler", "--port", port], ["worker", cluster.address])
+    ]
+    try:
+        [worker] = d.wait_for_workers(cluster.address, 1)
+        job = asjob.start_job(d.note_start_and_sleep, str(tmp_path / "s"), 60, kind=kind)
+        _started(tmp_path / "s")
+        deadline = time.monotonic() + 10
+        while job.location != worker:  # its reports reach this session
+            assert time.monotonic() < deadline, job.location
+            time.sleep(0.05)
+        os.killpg(restarted[1].pid, signal.SIGKILL)  # and so does its worker's loss
+        assert job.wait(timeout=30)
+        with pytest.raises(asjob.WorkerLostError, match=f"worker {worker} left the cluster"):
+            job.receive()
+    finally:
+        for process in reversed(restarted):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
 _STOPS_ON_A_FROZEN_SCHEDULER = """
 import os, signal, sys, time
 import asjob
