@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 import asjob
@@ -24,6 +23,7 @@ from asjob.kinds.dask.loopback import LoopbackCluster, stop_loopback_cluster
 from asjob.session import Session
 from tests import daskfuncs as d
 from tests import jobfuncs as f
+from tests.cli_support import wait_gone
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,18 +47,6 @@ def _started(path: Path, seconds: float = 30) -> list[int]:
     return [int(pid) for pid in path.read_text().split()]
 
 
-def _gone(pid: int, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_job_whose_only_worker_is_killed_fails_naming_the_worker(
     cluster: LoopbackCluster, session: Session, tmp_path: Path
 ) -> None:
@@ -78,7 +66,7 @@ def test_a_job_whose_only_worker_is_killed_fails_naming_the_worker(
     assert job.state is JobState.Failed
     with pytest.raises(asjob.WorkerLostError, match=f"worker {worker} left the cluster"):
         job.receive()
-    assert _gone(job_pid)
+    assert wait_gone(job_pid)
 
 
 def test_a_job_queued_on_a_lost_worker_runs_on_the_next_one(
@@ -162,7 +150,7 @@ def test_jobs_go_on_through_a_scheduler_that_answers_again_after_a_stop_gave_up(
 
     # The stop it gave up waiting for reached the scheduler once it answered.
     assert stopped.wait(timeout=30)
-    assert stopped.state is JobState.Stopped and _gone(stopped_pid)
+    assert stopped.state is JobState.Stopped and wait_gone(stopped_pid)
     assert asjob.start_job(f.add, 1, 1, kind=kind).receive(wait=True) == 2  # the same connection
     assert finishing.receive(wait=True) == finishing_pid  # reported through it, as it ended
 
@@ -189,7 +177,7 @@ def test_stopping_several_jobs_on_a_frozen_scheduler_tries_each_and_waits_once(
     assert took < 9, f"{took:.1f} s: one wait for the scheduler, not one per job"
     assert asjob.wait_job(jobs, timeout=30) == jobs  # the stops reach it once it answers
     assert [job.state for job in jobs] == [JobState.Stopped] * 2
-    assert all(_gone(pid) for pid in pids)
+    assert all(wait_gone(pid) for pid in pids)
 
 
 def test_a_stop_from_another_process_on_a_frozen_scheduler_is_refused_not_recorded(
@@ -215,7 +203,7 @@ def test_a_stop_from_another_process_on_a_frozen_scheduler_is_refused_not_record
     assert done.returncode == 3, done.stderr
     assert f"cannot stop job {job.id}" in done.stderr and "Traceback" not in done.stderr
     assert job.state in (JobState.Stopping, JobState.Running)  # not recorded Stopped
-    assert not _gone(pid, seconds=0.5)
+    assert not wait_gone(pid, timeout=0.5)
 
 
 def test_a_detached_start_on_a_frozen_scheduler_is_refused_in_seconds(
