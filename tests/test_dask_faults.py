@@ -13,11 +13,12 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import asjob
-from asjob import JobState
+from asjob import Job, JobState
 from asjob.kinds.dask import DaskKind
 from asjob.kinds.dask.loopback import LoopbackCluster, stop_loopback_cluster
 from asjob.session import Session
@@ -47,6 +48,15 @@ def _started(path: Path, seconds: float = 30) -> list[int]:
     return [int(pid) for pid in path.read_text().split()]
 
 
+def _sleeping(kind: DaskKind, directory: Path, count: int) -> tuple[list[Job[Any]], list[int]]:
+    """``count`` jobs that sleep a minute, once each has begun: the jobs and their pids."""
+    jobs = [
+        asjob.start_job(d.note_start_and_sleep, str(directory / f"sleeper{i}"), 60, kind=kind)
+        for i in range(count)
+    ]
+    return jobs, [_started(directory / f"sleeper{i}")[0] for i in range(count)]
+
+
 def test_a_job_whose_only_worker_is_killed_fails_naming_the_worker(
     cluster: LoopbackCluster, session: Session, tmp_path: Path
 ) -> None:
@@ -73,12 +83,7 @@ def test_a_job_queued_on_a_lost_worker_runs_on_the_next_one(
     cluster: LoopbackCluster, session: Session, tmp_path: Path
 ) -> None:
     kind = DaskKind(cluster.address)
-    running = [
-        asjob.start_job(d.note_start_and_sleep, str(tmp_path / f"r{i}"), 60, kind=kind)
-        for i in range(2)
-    ]
-    for i in range(2):
-        _started(tmp_path / f"r{i}")
+    running, _ = _sleeping(kind, tmp_path, 2)
     queued = asjob.start_job(d.note_start_and_sleep, str(tmp_path / "q"), 0, kind=kind)
     time.sleep(1)  # the worker's two threads are busy: the third job waits there
 
@@ -158,12 +163,7 @@ def test_jobs_go_on_through_a_scheduler_that_answers_again_after_a_stop_gave_up(
 def test_stopping_several_jobs_on_a_frozen_scheduler_tries_each_and_waits_once(
     cluster: LoopbackCluster, session: Session, tmp_path: Path
 ) -> None:
-    kind = DaskKind(cluster.address)
-    jobs = [
-        asjob.start_job(d.note_start_and_sleep, str(tmp_path / f"j{i}"), 60, kind=kind)
-        for i in range(2)
-    ]
-    pids = [_started(tmp_path / f"j{i}")[0] for i in range(2)]
+    jobs, pids = _sleeping(DaskKind(cluster.address), tmp_path, 2)
     scheduler = cluster.processes[0].pid
     os.kill(scheduler, signal.SIGSTOP)
     began = time.monotonic()
