@@ -94,7 +94,7 @@ class SdkMethod:
         # A worker that will hand the wait to its session sends the initial request only: a
         # poll from here would be one request more, and what it saw would be lost with this
         # process. (lro.wait polls here after all if the hand-off cannot happen.)
-        unpolled = "polling" not in kwargs and self.method.startswith("begin_") and _hands_off()
+        unpolled = "polling" not in kwargs and self.method.startswith("begin_") and hands_off()
         if unpolled:  # with the interval the SDK would poll at: the session polls at it
             interval = kwargs.get("polling_interval", _client_polling_interval(method))
             kwargs = {**kwargs, "polling": _NoPolls(interval)}
@@ -105,10 +105,13 @@ class SdkMethod:
             result._asjob_unpolled = unpolled  # type: ignore[attr-defined]
         return result
 
-    def continue_from(self, token: str, polling_interval: float | None = None) -> LROPoller[Any]:
+    def continue_from(
+        self, token: str, polling_interval: float | None = None, *, polls: bool = True
+    ) -> LROPoller[Any]:
         """The poller for the operation ``token`` (a continuation token) describes, polling on
         (every ``polling_interval`` seconds, if given, when the service names no wait); the
-        operation is not started again."""
+        operation is not started again. With ``polls=False`` the poller sends nothing: only
+        its token and interval are wanted, by a worker that hands the wait to its session."""
         bound = self.bind(job_context())
         # Generated methods still want their required arguments; with a token they are unused
         # (the request to send is in the token), so None stands in for each.
@@ -120,6 +123,11 @@ class SdkMethod:
         keywords: dict[str, Any] = {"continuation_token": token}
         if polling_interval is not None:
             keywords["polling_interval"] = polling_interval
+        if not polls:
+            interval = polling_interval
+            keywords["polling"] = _NoPolls(
+                _client_polling_interval(bound) if interval is None else interval
+            )
         poller: LROPoller[Any] = bound(*[None] * len(required), **keywords)
         return poller
 
@@ -139,7 +147,7 @@ def _client_polling_interval(method: Callable[..., Any]) -> float:
     return float(interval) if isinstance(interval, (int, float)) else 30.0
 
 
-def _hands_off() -> bool:
+def hands_off() -> bool:
     """Whether this job's wait for an operation goes to its session (see lro.wait)."""
     writer = active_writer()
     return writer is not None and writer.can_hand_off and not writer.resume_recorded

@@ -23,7 +23,7 @@ from asjob.context import get_context
 
 from .context import AzureContext
 from .lro import RESUME_FORMAT
-from .operations import Operation, SdkMethod
+from .operations import Operation, SdkMethod, hands_off
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,12 @@ class ContinueOperation:
         return self.method.method
 
     def __call__(self) -> LROPoller[Any]:
-        poller = self.method.continue_from(self.token, self.polling_interval)
+        # A worker that hands the wait to its session polls nothing here, as SdkMethod.__call__
+        # does: a poll from here would be one request more, sent by a process about to end.
+        unpolled = hands_off()
+        poller = self.method.continue_from(self.token, self.polling_interval, polls=not unpolled)
         poller._asjob_operation = Operation(self.method, self.resource)  # type: ignore[attr-defined]
+        poller._asjob_unpolled = unpolled  # type: ignore[attr-defined]
         return poller
 
 

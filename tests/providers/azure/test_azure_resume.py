@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 from asjob.providers.azure import AzureContext, connect_azure
 from asjob.providers.azure.emulator import OPERATION_SECONDS_TAG, ArmEmulator
+from asjob.providers.azure.resume import resume_call
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachine
 
 import asjob
 from asjob.session import Session
+from asjob.writer import JobWriter, bind
 
 from . import azurefuncs as f
 
@@ -215,3 +217,27 @@ def test_a_job_whose_credential_object_is_gone_is_refused_at_resume(
     with pytest.raises(asjob.InvalidJobStateError, match=r"credential object \(.*SecretCredential"):
         asjob.resume_job(job.id)
     assert asjob.get_job(all_sessions=True) == [job]  # no doomed job was started
+
+
+def test_a_worker_that_hands_a_resumed_wait_to_its_session_polls_nothing(
+    arm: ArmEmulator, session: Session
+) -> None:
+    """Its session polls at once; a poll from the worker would be one request more per resume,
+    and what it saw would be lost with the worker."""
+    job = start_slow_create(arm, "vm-handed", seconds=3.0, detach=True)
+    call = resume_call(json.dumps(wait_for_resume_data(session, job.id)))
+    job.stop()
+    time.sleep(0.1)  # a poll already under way may still land
+    polls_before = len(f.requests_of(arm, "GET"))
+    # As in a worker process whose session waits for it.
+    writer = JobWriter(job.id, lambda stream, payload: None)
+    writer.store, writer.session_host = session.store, (os.getpid(), 0.0)
+    bind(writer)
+    try:
+        poller = call.invoke()
+    finally:
+        bind(None)
+    time.sleep(0.5)  # a polling poller's first poll goes out at once
+
+    assert len(f.requests_of(arm, "GET")) == polls_before
+    assert poller.continuation_token()
