@@ -343,14 +343,16 @@ def _detached_count_that_has_ended(cluster: LoopbackCluster, store_path: Path) -
 
 def _detached_count(cluster: LoopbackCluster, store_path: Path) -> Job[Any]:
     """A job counting to 3, started detached by a process that has exited since, at once: an
-    exit that took its time could see the job end and collect it (as it should)."""
+    exit that took its time could see the job end and collect it (as it should). It counts
+    for a second: on a loaded machine, a job that ends at once can end before its starter has
+    exited, which then collects it, or dies as it tidies up after it."""
     started = _python(
         f"""
         import os
         import asjob
         from asjob.kinds.dask import DaskKind
         from tests import jobfuncs
-        print(asjob.start_job(jobfuncs.count, 3, kind=DaskKind({cluster.address!r}),
+        print(asjob.start_job(jobfuncs.count, 3, 0.3, kind=DaskKind({cluster.address!r}),
                               detach=True).id, flush=True)
         os._exit(0)
     """,
