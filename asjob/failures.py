@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import pickle
 import traceback
+import types
 from typing import Any
 
 from . import redaction
@@ -38,10 +39,7 @@ def encode_failure(exc: BaseException) -> bytes:
     cls = type(exc)
     attributes = dict(getattr(exc, "__dict__", {}))
     attributes.update(_slot_values(exc))
-    if isinstance(exc, OSError):  # kept by the C type outside __dict__ and args
-        attributes.update(
-            {k: getattr(exc, k) for k in ("filename", "filename2") if getattr(exc, k) is not None}
-        )
+    attributes.update(_builtin_member_values(exc))
     state = {k: v for k, v in attributes.items() if _picklable(v)}
     left_out = sorted(set(attributes) - set(state))
     tb_text = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
@@ -70,6 +68,20 @@ def _slot_values(exc: BaseException) -> dict[str, Any]:
             if name.startswith("__") and not name.endswith("__"):  # private: stored mangled
                 name = f"_{klass.__name__.lstrip('_')}{name}"
             if name not in ("__dict__", "__weakref__") and hasattr(exc, name):
+                values[name] = getattr(exc, name)
+    return values
+
+
+def _builtin_member_values(exc: BaseException) -> dict[str, Any]:
+    """What built-in exception types keep in C members, set by their ``__init__`` (which a
+    rebuild does not call): ``SystemExit.code``, ``OSError.errno`` and ``filename``,
+    ``StopIteration.value``, ``ImportError.name``, ..."""
+    values: dict[str, Any] = {}
+    for klass in type(exc).__mro__:
+        if klass.__module__ != "builtins":
+            continue
+        for name, attribute in vars(klass).items():
+            if isinstance(attribute, types.MemberDescriptorType) and not name.startswith("__"):
                 values[name] = getattr(exc, name)
     return values
 

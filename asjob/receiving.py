@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import records as r
-from .errors import AsJobError
+from .errors import AsJobError, JobFailedError
 from .failures import decode_failure
 from .states import JobState
 from .store.base import CHILDREN, GENERATOR, JobRecord, StreamRow
@@ -170,8 +170,34 @@ def deliver(session: Session, taken: Taken, keep: bool, handed_on: bool = False)
     outputs = outputs_of(taken)
     failure = job_failure(taken)
     if failure is not None:
-        raise _with_partial(failure, outputs)
+        raise _with_partial(raisable(failure, taken.job_id), outputs)
     return result_of(taken, outputs)
+
+
+def raisable(failure: BaseException, job_id: int) -> BaseException:
+    """A job's exception as receiving the job raises it: itself, unless it is not an
+    ``Exception`` (``SystemExit``, ``KeyboardInterrupt``, ``asyncio.CancelledError``, ...).
+    Raised in the caller, such an exception would end, interrupt or cancel the caller instead
+    of telling it that the job failed (a ``sys.exit(1)`` in a job would end a CI step quietly,
+    an ``except Exception`` around the receive would not see it). It comes back as the cause of
+    a :class:`JobFailedError`; ``job.reason`` is still the exception itself."""
+    if isinstance(failure, Exception):
+        return failure
+    type_name = f"{type(failure).__module__}.{type(failure).__qualname__}"
+    if isinstance(failure, SystemExit):  # sys.exit(2), or sys.exit("message") (status 1)
+        code = failure.code
+        what = f"exited with status {code}" if isinstance(code, int) else f"exited: {code}"
+    else:
+        what = f"was ended by {type_name}" + (f": {failure}" if str(failure) else "")
+    wrapped = JobFailedError(
+        f"job {job_id} {what}",
+        job_id,
+        type_name=type_name,
+        original_message=str(failure),
+        traceback_text=str(failure.__cause__ or ""),
+    )
+    wrapped.__cause__ = failure
+    return wrapped
 
 
 def job_failure(taken: Taken) -> BaseException | None:

@@ -49,6 +49,19 @@ def count_then_fail(n: int) -> Iterator[int]:
     raise ValueError(f"failed after {n}")
 
 
+def count_then_exit(n: int, status: Any) -> Iterator[int]:
+    yield from range(n)
+    sys.exit(status)
+
+
+def exit_with(status: Any) -> None:
+    sys.exit(status)
+
+
+def interrupt() -> None:
+    raise KeyboardInterrupt
+
+
 def wait_for_file_then_yield(path: str, before: list[int], after: list[int]) -> Iterator[int]:
     yield from before
     deadline = time.monotonic() + 20

@@ -68,3 +68,21 @@ def test_builtin_errors_round_trip() -> None:
         raise decode_failure(_raised(KeyError("missing")))
     rebuilt = decode_failure(_raised(FileNotFoundError(2, "No such file", "/x")))
     assert isinstance(rebuilt, FileNotFoundError) and rebuilt.filename == "/x"
+
+
+def test_what_built_in_types_keep_outside_args_and_dict_comes_back() -> None:
+    """Their ``__init__`` sets it, and a rebuild does not call ``__init__``."""
+    exited = decode_failure(_raised(SystemExit(3)))
+    stopped = decode_failure(_raised(StopIteration("last")))
+    missing = decode_failure(_raised(ImportError("no module", name="azure.mgmt.compute")))
+    denied = decode_failure(_raised(PermissionError(13, "Permission denied", "/etc/shadow")))
+
+    assert isinstance(exited, SystemExit) and exited.code == 3
+    assert isinstance(stopped, StopIteration) and stopped.value == "last"
+    assert isinstance(missing, ImportError) and missing.name == "azure.mgmt.compute"
+    assert isinstance(denied, PermissionError)
+    assert (denied.errno, denied.strerror, denied.filename) == (
+        13,
+        "Permission denied",
+        "/etc/shadow",
+    )

@@ -88,6 +88,48 @@ def test_failure_keeps_the_output_produced_before_it(kind: str) -> None:
     assert caught.value.partial_output == [0, 1, 2]  # type: ignore[attr-defined]
 
 
+def test_a_job_that_exits_with_status_zero_completes_with_what_it_produced(kind: str) -> None:
+    function_job = asjob.start_job(f.exit_with, 0, kind=kind)
+    generator_job = asjob.start_job(f.count_then_exit, 3, None, kind=kind)
+
+    assert function_job.receive(wait=True) is None
+    assert generator_job.receive(wait=True) == [0, 1, 2]
+    assert function_job.state is generator_job.state is JobState.Completed
+
+
+def _raised_by_receive(job: asjob.Job[Any]) -> BaseException:
+    try:
+        job.receive(wait=True)
+    except BaseException as exc:  # what a job raised must not reach here as itself
+        return exc
+    raise AssertionError(f"receiving job {job.id} raised nothing")
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "original", "message"),
+    [
+        (f.exit_with, (3,), SystemExit, "exited with status 3"),
+        (f.exit_with, ("no disk left",), SystemExit, "exited: no disk left"),
+        (f.count_then_exit, (2, 1), SystemExit, "exited with status 1"),
+        (f.interrupt, (), KeyboardInterrupt, "was ended by builtins.KeyboardInterrupt"),
+    ],
+)
+def test_an_exit_or_interrupt_in_a_job_fails_it_without_ending_the_caller(
+    kind: str, function: Any, args: tuple[Any, ...], original: type[BaseException], message: str
+) -> None:
+    """Raised in the caller as itself, a job's SystemExit would end the caller's script (a CI
+    step: quietly, with the job's status), and its KeyboardInterrupt would look like Ctrl-C."""
+    job = asjob.start_job(function, *args, kind=kind)
+
+    raised = _raised_by_receive(job)
+    assert isinstance(raised, asjob.JobFailedError)
+    assert str(raised) == f"job {job.id} {message}"
+    assert type(raised.__cause__) is original
+    assert isinstance(raised.__cause__.__cause__, asjob.RemoteTraceback)
+    assert raised.partial_output == ([0, 1] if function is f.count_then_exit else [])  # type: ignore[attr-defined]
+    assert type(job.reason) is original and job.state is JobState.Failed
+
+
 def test_exception_of_a_type_defined_in_a_function_becomes_job_failed_error(kind: str) -> None:
     job = asjob.start_job(f.fail_with_local_class, kind=kind)
     asjob.wait_job(job)

@@ -17,8 +17,9 @@ The outcome is written with a compare-and-set, so a job stopped meanwhile stays 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator, Iterator
 from typing import Any
 
 from .. import capture, context, job_threads, plugins
@@ -52,24 +53,27 @@ def run_call(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -
 
 
 def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> JobState:
-    result = call.invoke()
-    if inspect.iscoroutine(result):  # an ``async def``: the job is what awaiting it gives
-        result = asyncio.run(result)
-    elif inspect.isasyncgen(result):
-        result = _iterated(result)
-    provider = plugins.provider_for_result(result)
-    if provider is not None:
-        result = provider.finish(result, writer, job_id)
-        if result is writers.HANDED_OFF:
-            writer.flush()
-            return JobState.Running  # the session continues it
+    result = None
+    with _successful_exit_ends_it():
+        result = call.invoke()
+        if inspect.iscoroutine(result):  # an ``async def``: the job is what awaiting it gives
+            result = asyncio.run(result)
+        elif inspect.isasyncgen(result):
+            result = _iterated(result)
+        provider = plugins.provider_for_result(result)
+        if provider is not None:
+            result = provider.finish(result, writer, job_id)
+            if result is writers.HANDED_OFF:
+                writer.flush()
+                return JobState.Running  # the session continues it
     if inspect.isgenerator(result):
         store.update(job_id, output_mode=GENERATOR)
-        for item in result:
-            if writer.stopping:
-                result.close()
-                break
-            writer.write_output(item)
+        with _successful_exit_ends_it():
+            for item in result:
+                if writer.stopping:
+                    result.close()
+                    break
+                writer.write_output(item)
         final: list[tuple[str, bytes]] = []
     else:
         try:
@@ -86,6 +90,19 @@ def _run(store: Store, job_id: int, call: Call, writer: writers.JobWriter) -> Jo
     if transition(store, job_id, JobState.Completed, records=final):
         return JobState.Completed
     return _state_set_elsewhere(store, job_id)
+
+
+@contextlib.contextmanager
+def _successful_exit_ends_it() -> Iterator[None]:
+    """End the job's code at a ``sys.exit()`` or ``sys.exit(0)`` in it, as its own end: the job
+    Completes with what it produced (a function job's result is ``None``), as a PowerShell job
+    does at ``exit`` and a script does in a shell. (A click command called in standalone mode
+    exits so when it succeeds.) Any other exit status fails the job."""
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise
 
 
 def _iterated(items: AsyncGenerator[Any, Any]) -> Generator[Any, None, None]:
