@@ -6,6 +6,7 @@ Every verb except ``start_job`` takes a :class:`~asjob.job.Job`, an ``int`` id, 
 from __future__ import annotations
 
 import fnmatch
+import numbers
 import os
 import time
 import uuid
@@ -199,8 +200,13 @@ def wait_job(jobs: Jobs, any: bool = False, timeout: float | None = None) -> lis
     input order); ``[]`` if ``timeout`` seconds passed first (the jobs keep running).
     ``timeout=0`` polls.
     """
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"timeout must be zero or more seconds, not {timeout}")
+    if timeout is not None:
+        if not isinstance(timeout, numbers.Real):
+            raise TypeError(
+                f"timeout must be a number of seconds or None, not {type(timeout).__name__}"
+            )
+        if not timeout >= 0:  # also NaN, which compares False with everything
+            raise ValueError(f"timeout must be zero or more seconds, not {timeout}")
     session = current_session()
     handles, _ = _handles(jobs, session)
     if not handles:  # nothing to wait for (and with any, nothing that could end the wait)

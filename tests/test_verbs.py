@@ -184,9 +184,16 @@ def test_wait_with_zero_timeout_polls(kind: str) -> None:
     running.stop()
 
 
-def test_negative_timeout_is_refused(session: object) -> None:
-    with pytest.raises(ValueError, match="timeout"):
-        asjob.wait_job([], timeout=-1)
+@pytest.mark.parametrize("timeout", [-1, float("nan")])
+def test_a_timeout_that_is_no_number_of_seconds_is_refused(session: object, timeout: float) -> None:
+    # NaN compares False with everything: unchecked, it would wait without limit.
+    with pytest.raises(ValueError, match="timeout must be zero or more seconds"):
+        asjob.wait_job([], timeout=timeout)
+
+
+def test_a_timeout_that_is_not_a_number_is_refused_by_name(session: object) -> None:
+    with pytest.raises(TypeError, match="timeout must be a number of seconds or None, not str"):
+        asjob.wait_job([], timeout="5")  # type: ignore[arg-type]
 
 
 def test_waiting_for_no_jobs_returns_at_once(session: object) -> None:
