@@ -23,6 +23,7 @@ as ``Enable-AzContextAutosave`` does. A provider rebuilds its context type from 
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import logging
 import os
@@ -178,7 +179,12 @@ def disable_context_autosave() -> None:
     global _autosave
     with _lock:
         _autosave = False
-        context_file().unlink(missing_ok=True)
+        path = context_file()
+        with contextlib.suppress(FileNotFoundError):
+            # Only a file can hold a saved context: whatever else is there (/dev/null, a pipe,
+            # a directory) was never one, and is left as it is.
+            if stat.S_ISREG(path.lstat().st_mode) or path.is_symlink():
+                path.unlink()
 
 
 def save_context(path: str | os.PathLike[str], context: Any = None) -> Path:

@@ -133,3 +133,21 @@ def test_a_saved_context_that_is_a_directory_is_refused_as_one(tmp_path: Path) -
         check_private(tmp_path, "the saved context")
     with pytest.raises(asjob.UnsafeFileError, match="it is a directory"):
         asjob.save_context(tmp_path, context=_a_context())
+
+
+@pytest.mark.parametrize("what", ["named pipe", "directory"])
+def test_disabling_autosave_leaves_what_is_not_a_saved_context_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    # As root, with ASJOB_CONTEXT_FILE=/dev/null (to save nowhere), it deleted /dev/null.
+    path = tmp_path / "context.json"
+    if what == "named pipe":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    monkeypatch.setenv("ASJOB_CONTEXT_FILE", str(path))
+    monkeypatch.setattr(asjob_context, "_autosave", None)
+
+    asjob.disable_context_autosave()
+
+    assert stat.S_ISFIFO(path.lstat().st_mode) if what == "named pipe" else path.is_dir()
