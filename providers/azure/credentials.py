@@ -195,7 +195,8 @@ class CredentialReference:
             f"the context's credential was a credential object ({type_name}) held in "
             "memory by the process that connected; its secret was never saved, so it cannot be "
             "rebuilt here: connect_azure() with it in this process, or connect with a "
-            "CredentialReference (e.g. CredentialReference.client_secret(..., secret_variable=...))"
+            "CredentialReference, which names where the secret is (CredentialReference."
+            "client_secret names the environment variable that holds it)"
         )
 
 
@@ -244,14 +245,58 @@ def reference_of(credential: Any) -> CredentialReference:
     cls = type(credential)
     from_identity = cls.__module__.split(".")[:2] == ["azure", "identity"]
     kind = _KNOWN_TYPES.get(cls.__name__) if from_identity else None
-    tenant = getattr(credential, "_tenant_id", None)
-    client = getattr(credential, "_client_id", None)
+    tenant = _text(credential, "_tenant_id") or _text(credential, "tenant_id")
+    client = _text(credential, "_client_id") if kind is None else None
+    if kind in ("managed_identity", "default"):
+        # Which managed identity it uses: rebuilt without it, a user-assigned one would
+        # silently become the machine's system-assigned one.
+        identity = credential if kind == "managed_identity" else _managed_identity_in(credential)
+        known, client = _managed_identity_client(identity) if identity is not None else (True, None)
+        if not known:
+            kind = None
     return CredentialReference(
         kind or "object",
-        tenant_id=tenant if isinstance(tenant, str) and tenant else None,
-        client_id=client if isinstance(client, str) and client and kind is None else None,
+        tenant_id=tenant,
+        client_id=client,
         type_name=f"{cls.__module__}.{cls.__qualname__}",
     )
+
+
+def _text(credential: Any, attribute: str) -> str | None:
+    value = getattr(credential, attribute, None)
+    return value if isinstance(value, str) and value else None
+
+
+def _managed_identity_in(credential: Any) -> Any:
+    """The ``ManagedIdentityCredential`` in a ``DefaultAzureCredential``'s chain, if any."""
+    from azure.identity import ManagedIdentityCredential
+
+    chain = getattr(credential, "credentials", ())
+    return next((c for c in chain if isinstance(c, ManagedIdentityCredential)), None)
+
+
+def _managed_identity_client(credential: Any) -> tuple[bool, str | None]:
+    """Whether a ``ManagedIdentityCredential``'s identity can be told and held by a reference,
+    and its client id (``None``: the system-assigned identity).
+
+    azure-identity keeps it only inside the credential it picked for the host (App Service,
+    IMDS...): in the settings of that credential, or in its MSAL client. An identity named by
+    object or resource id, or one that cannot be told, is not known: such a credential is
+    recorded as an object, which only this process and its local workers can use.
+    """
+    inner = getattr(credential, "_credential", None)
+    settings = getattr(inner, "_settings", None)
+    if isinstance(settings, Mapping):
+        config = dict(settings.get("identity_config") or {})
+        client = settings.get("client_id") or config.pop("client_id", None)
+        return not config, client if isinstance(client, str) and client else None
+    named = getattr(getattr(inner, "_msal_client", None), "_managed_identity", None)
+    if isinstance(named, Mapping):
+        if named.get("ManagedIdentityIdType") == "SystemAssigned":
+            return True, None
+        if named.get("ManagedIdentityIdType") == "ClientId":
+            return True, str(named.get("Id"))
+    return False, None
 
 
 @contextlib.contextmanager
