@@ -252,14 +252,26 @@ def _read(path: Path) -> Context | None:
     with os.fdopen(fd, encoding="utf-8") as file:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValueError(f"{path} is not a regular file")
-        saved = json.load(file)
-    if not isinstance(saved, dict) or saved.get(_FORMAT_KEY) is None:
+        try:
+            saved = json.load(file)
+        except ValueError as exc:  # not JSON, or not UTF-8
+            raise ValueError(f"{path} is not a saved asjob context: {exc}") from None
+    version = saved.get(_FORMAT_KEY) if isinstance(saved, dict) else None
+    if version is None:
         raise ValueError(f"{path} is not a saved asjob context")
-    if int(saved[_FORMAT_KEY]) > FORMAT_VERSION:
+    if type(version) is not int:
+        raise ValueError(f"{path}: {_FORMAT_KEY} must be a format number, not {version!r}")
+    if version > FORMAT_VERSION:
         raise ValueError(f"{path} was written by a newer asjob: upgrade asjob")
-    if saved.get("provider") is None:
+    provider, data = saved.get("provider"), saved.get("data") or {}
+    if provider is None:
         return None
-    return context_from_data(str(saved["provider"]), saved.get("data") or {})
+    if not isinstance(provider, str):
+        raise ValueError(f"{path}: provider must be a name, not {provider!r}")
+    try:
+        return context_from_data(provider, data)
+    except (ValueError, TypeError) as exc:  # what the provider found wrong in the data
+        raise ValueError(f"{path} holds a context that is not valid: {exc}") from None
 
 
 def _write(path: Path, context: Any) -> None:

@@ -46,7 +46,11 @@ def make_private_directory(directory: Path) -> None:
 def check_private(path: Path, what: str) -> None:
     """Raise :class:`~asjob.errors.UnsafeFileError` unless ``path`` (``what`` names it, e.g.
     "the job store") is safe from other users, as the module doc says."""
-    for checked in dict.fromkeys([path.absolute(), path.resolve()]):  # a link, and its target
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links (RuntimeError before 3.13)
+        raise UnsafeFileError(f"refusing {what} {path}: its links cannot be followed ({exc})")
+    for checked in dict.fromkeys([path.absolute(), target]):  # a link, and its target
         _check(checked, what)
 
 

@@ -189,6 +189,21 @@ class AzureContext(Context):
     _live: _Live | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name in ("subscription_id", "tenant_id", "cloud", "base_url"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, not {type(value).__name__} {value!r}")
+        interval = self.polling_interval
+        if interval is not None and (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not interval >= 0  # also NaN
+        ):
+            raise ValueError(f"polling_interval must be zero or more seconds, not {interval!r}")
+        if not isinstance(self.credential, CredentialReference):
+            raise TypeError(
+                f"credential must be a CredentialReference, not {type(self.credential).__name__}"
+            )
         if self.subscription_id is not None and not _SUBSCRIPTION_ID.fullmatch(
             self.subscription_id
         ):
@@ -328,6 +343,8 @@ class AzureContext(Context):
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> AzureContext:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"an Azure context must be a mapping, not {type(data).__name__}")
         return cls(
             subscription_id=data.get("subscription_id"),
             tenant_id=data.get("tenant_id"),

@@ -56,6 +56,13 @@ KINDS = {
 }
 
 
+# What each kind of reference cannot be built without.
+_NEEDED = {
+    "client_secret": ("tenant_id", "client_id", "secret_variable"),
+    "client_certificate": ("tenant_id", "client_id", "certificate_path"),
+}
+
+
 @dataclass(frozen=True)
 class CredentialReference:
     """How to obtain a credential, without the secret: what a saved context stores.
@@ -78,8 +85,20 @@ class CredentialReference:
     type_name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise ValueError(f"unknown credential kind {self.kind!r}: one of {', '.join(KINDS)}")
+        for name, value in asdict(self).items():
+            if value is not None and not isinstance(value, str):
+                raise ValueError(
+                    f"credential {name} must be a string, not {type(value).__name__} {value!r}"
+                )
+        needed = _NEEDED.get(self.kind, ())
+        missing = [name for name in needed if not getattr(self, name)]
+        if missing:
+            raise ValueError(
+                f"a {self.kind} credential reference needs {' and '.join(needed)} "
+                f"(missing: {', '.join(missing)})"
+            )
 
     @classmethod
     def default(cls, *, managed_identity_client_id: str | None = None) -> CredentialReference:
@@ -148,6 +167,8 @@ class CredentialReference:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> CredentialReference:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"credential must be a mapping, not {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -167,7 +188,7 @@ class CredentialReference:
         if self.kind == "azure_cli":
             return identity.AzureCliCredential(tenant_id=self.tenant_id or "")
         if self.kind == "client_secret":
-            assert self.tenant_id and self.client_id and self.secret_variable
+            assert self.tenant_id and self.client_id and self.secret_variable  # __post_init__
             return identity.ClientSecretCredential(
                 self.tenant_id,
                 self.client_id,
@@ -176,7 +197,7 @@ class CredentialReference:
                 **cache,
             )
         if self.kind == "client_certificate":
-            assert self.tenant_id and self.client_id and self.certificate_path
+            assert self.tenant_id and self.client_id and self.certificate_path  # __post_init__
             password = (
                 _variable(self.password_variable, "certificate password")
                 if self.password_variable
