@@ -67,13 +67,23 @@ class BrokerAddress:
         """The session's token for ``scopes``. Raises :class:`BrokerUnavailable` when no
         session answers, ``ClientAuthenticationError`` when the session could not get one."""
         request = {"key": self.key, "source": self.source, "scopes": scopes, "cae": enable_cae}
+        connected = False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(CONNECT_TIMEOUT_S)
                 conn.connect(self.path)
+                connected = True
                 conn.settimeout(ANSWER_TIMEOUT_S)
                 conn.sendall(json.dumps(request).encode() + b"\n")
                 answer = json.loads(_read_line(conn))
+        except TimeoutError:
+            if not connected:
+                raise BrokerUnavailable("the session does not accept requests") from None
+            # It took the request, and is waiting on the identity endpoint for the token:
+            # asking that endpoint from here too would be a second request, waited for again.
+            raise ClientAuthenticationError(
+                message=f"the session's credential gave no token within {ANSWER_TIMEOUT_S:.0f} s"
+            ) from None
         except (OSError, ValueError) as exc:
             raise BrokerUnavailable(str(exc)) from None
         if "unavailable" in answer:

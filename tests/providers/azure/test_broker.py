@@ -14,6 +14,7 @@ import weakref
 from typing import Any
 
 import pytest
+from asjob.providers.azure import broker as broker_module
 from asjob.providers.azure.broker import BrokerAddress, BrokerUnavailable, TokenBroker
 from asjob.providers.azure.credentials import SharedTokenCredential
 from azure.core.credentials import AccessToken
@@ -101,6 +102,26 @@ def test_the_sessions_failure_reaches_the_worker_as_an_authentication_error(
     with pytest.raises(ClientAuthenticationError, match="identity endpoint unreachable"):
         worker.get_token(SCOPE)
     assert worker.requests == 0  # it did not try again with a credential of its own
+
+
+class SlowCredential(CountingCredential):
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        time.sleep(1.0)  # an identity endpoint that takes its time
+        return super().get_token(*scopes, **kwargs)
+
+
+def test_a_worker_whose_session_is_slow_to_get_the_token_does_not_ask_for_one_too(
+    broker: TokenBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request per scope and expiry: asking the identity endpoint from the worker as well
+    would be a second request, to an endpoint that is slow already."""
+    monkeypatch.setattr(broker_module, "ANSWER_TIMEOUT_S", 0.2)
+    session_tokens = SharedTokenCredential(SlowCredential)
+    worker = SharedTokenCredential(CountingCredential, broker=broker.address(session_tokens))
+
+    with pytest.raises(ClientAuthenticationError, match="gave no token within"):
+        worker.get_token(SCOPE)
+    assert worker.requests == 0
 
 
 def test_a_worker_whose_session_is_gone_uses_its_own_credential(broker: TokenBroker) -> None:
