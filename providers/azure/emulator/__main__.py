@@ -1,4 +1,5 @@
-"""``python -m asjob.providers.azure.emulator``: serve a local ARM endpoint until SIGTERM/SIGINT.
+"""``python -m asjob.providers.azure.emulator``: serve a local ARM endpoint until SIGTERM/SIGINT
+(or, with ``--until-stdin-closes``, until its standard input ends).
 
 The first line on stdout is the base URL (flushed), so a parent process can start it with
 ``--port 0`` and read where it listens. A ``--host`` that is not loopback is refused (exit 2).
@@ -7,12 +8,17 @@ The first line on stdout is the base URL (flushed), so a parent process can star
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 
 from .emulator import ArmEmulator
+
+STOP_CHECK_S = 0.1
+"""How often the main thread looks for a stop request (a signal, or the end of input)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=50)
     parser.add_argument("--poll-retry-after", type=float, default=None)
     parser.add_argument("--token-lifetime", type=float, default=3600.0)
+    parser.add_argument(
+        "--until-stdin-closes",
+        action="store_true",
+        help="also stop when standard input ends (a parent that holds it has exited)",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -41,25 +52,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    stop = threading.Event()
+    # A flag, not an Event: a handler that takes a lock (Event.set does) deadlocks when a
+    # second signal (Ctrl-C's SIGINT, then the parent's SIGTERM) interrupts the first.
+    stopping: list[str] = []
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        stopping.append(signal.Signals(signum).name)
 
     # Installed before the URL is printed: a parent may signal as soon as it has read it.
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
         emulator.start()
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # OverflowError: a port beyond 65535
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    if args.until_stdin_closes:
+        threading.Thread(target=_stop_at_end_of_input, args=(stopping,), daemon=True).start()
     try:
         print(emulator.base_url, flush=True)
-        stop.wait()
+        while not stopping:
+            time.sleep(STOP_CHECK_S)
     finally:
         emulator.stop()
     return 0
+
+
+def _stop_at_end_of_input(stopping: list[str]) -> None:
+    """Stop once standard input ends: the parent that holds its other end has exited, even
+    if killed (nothing else would stop an emulator whose parent was SIGKILLed)."""
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    stopping.append("end of input")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Two different failures, because the SDK treats them differently:
 from __future__ import annotations
 
 import fnmatch
+import math
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,8 +54,10 @@ class Fault:
             raise ValueError(f"fault status must be 400-599, got {self.status}")
         if self.count is not None and self.count < 1:
             raise ValueError(f"fault count must be >= 1 or None, got {self.count}")
-        if self.retry_after is not None and self.retry_after < 0:
-            raise ValueError(f"retry_after must be >= 0, got {self.retry_after}")
+        if self.retry_after is not None and not (
+            math.isfinite(self.retry_after) and self.retry_after >= 0
+        ):
+            raise ValueError(f"retry_after must be a number >= 0, got {self.retry_after}")
 
     @classmethod
     def from_json(cls, data: Any) -> Fault:
@@ -74,7 +77,7 @@ class Fault:
                 code=_optional_str(data.get("code")),
                 message=_optional_str(data.get("message")),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(1e400)
             raise ValueError(f"invalid fault: {exc}") from None
 
     def to_json(self) -> dict[str, Any]:

@@ -25,8 +25,9 @@ def emulator_process(operation_seconds: float = 1.0) -> Iterator[str]:
             "0",
             "--operation-seconds",
             str(operation_seconds),
+            "--until-stdin-closes",  # so it ends with this process, however that ends
         ],
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -44,5 +45,6 @@ def emulator_process(operation_seconds: float = 1.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()

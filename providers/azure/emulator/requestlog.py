@@ -12,6 +12,8 @@ import time
 from collections import Counter, deque
 from typing import TypedDict
 
+_PLURALS = {"PATCH": "patches"}
+
 
 class RequestRecord(TypedDict):
     """One answered request: the URL path without its query, the query, and the status sent."""
@@ -37,7 +39,7 @@ class RequestLog:
             self._entries.append(entry)
             if arm:
                 self._counts["requests"] += 1
-                self._counts[f"{method.lower()}s"] += 1
+                self._counts[_PLURALS.get(method, f"{method.lower()}s")] += 1
                 if status == 401:
                     self._counts["unauthorized"] += 1
 

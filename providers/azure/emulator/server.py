@@ -186,6 +186,8 @@ class Handler(BaseHTTPRequestHandler):
                 size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
             except ValueError:
                 raise ValueError("Malformed chunked request body.") from None
+            if size < 0:  # read(-1) would read until the client closes, past any limit
+                raise ValueError("Malformed chunked request body.")
             if size == 0:
                 while self.rfile.readline(1024).strip():  # trailers, then the blank line
                     pass

@@ -14,6 +14,7 @@ rules (a lock that never waits on anything) while holding its own, so nothing ca
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,14 +42,18 @@ class Settings:
     token_lifetime: float = 3600.0
 
     def __post_init__(self) -> None:
-        if self.token_lifetime <= 0:
-            raise ValueError(f"token_lifetime must be > 0, got {self.token_lifetime}")
-        if self.operation_seconds < 0:
-            raise ValueError(f"operation_seconds must be >= 0, got {self.operation_seconds}")
+        # A NaN due time would stall every operation queued behind it; int(inf) fails tokens.
+        if not (math.isfinite(self.token_lifetime) and self.token_lifetime > 0):
+            raise ValueError(f"token_lifetime must be a number > 0, got {self.token_lifetime}")
+        if not (math.isfinite(self.operation_seconds) and self.operation_seconds >= 0):
+            raise ValueError(
+                f"operation_seconds must be a number >= 0, got {self.operation_seconds}"
+            )
         if self.page_size < 1:
             raise ValueError(f"page_size must be >= 1, got {self.page_size}")
-        if self.poll_retry_after is not None and self.poll_retry_after < 0:
-            raise ValueError(f"poll_retry_after must be >= 0, got {self.poll_retry_after}")
+        retry_after = self.poll_retry_after
+        if retry_after is not None and not (math.isfinite(retry_after) and retry_after >= 0):
+            raise ValueError(f"poll_retry_after must be a number >= 0, got {retry_after}")
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` (JSON-ish values are coerced) all or nothing.
@@ -60,7 +65,7 @@ class Settings:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         try:
             coerced = {name: _COERCE[name](value) for name, value in changes.items()}
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(1e400)
             raise ValueError(f"invalid setting: {exc}") from None
         replace(self, **coerced)  # validates the combination without touching self
         for name, value in coerced.items():
