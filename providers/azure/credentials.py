@@ -356,6 +356,8 @@ class SharedTokenCredential:
         self._tokens: dict[tuple[str, bool], AccessToken] = dict(tokens or {})
         self._broker = broker
         self._lock = threading.Lock()
+        # When the last fetch for a scope failed, and how, while no fetch has succeeded since.
+        self._failures: dict[tuple[str, bool], tuple[float, Exception]] = {}
         # How this process's token broker names it to workers (never an id(): ids are reused).
         self.source_id = secrets.token_hex(8)
         self.requests = 0  # how many tokens this process asked the real credential for
@@ -389,18 +391,43 @@ class SharedTokenCredential:
         if token is not None and token.expires_on - time.time() >= REFRESH_MARGIN_S:
             return token
         # One lock across the fetch: concurrent askers wait for the one request in flight.
+        asked = time.monotonic()
         with self._lock:
             token = self._tokens.get(key)
             if token is None or token.expires_on - time.time() < REFRESH_MARGIN_S:
-                token = self._brokered(scopes, enable_cae)
-                if token is None:
-                    self.requests += 1
-                    if enable_cae:
-                        kwargs["enable_cae"] = True
-                    with _as_authentication_error():
-                        token = self.credential().get_token(*scopes, **kwargs)
+                self._raise_failure_since(key, asked)
+                try:
+                    token = self._fetched(key, scopes, enable_cae, kwargs)
+                except Exception as exc:
+                    self._failures[key] = (time.monotonic(), exc)
+                    raise
+                self._failures.pop(key, None)
                 self._tokens[key] = AccessToken(token.token, int(token.expires_on))
             return token
+
+    def _fetched(
+        self,
+        key: tuple[str, bool],
+        scopes: tuple[str, ...],
+        enable_cae: bool,
+        kwargs: dict[str, Any],
+    ) -> AccessToken:
+        token = self._brokered(scopes, enable_cae)
+        if token is not None:
+            return token
+        self.requests += 1
+        if enable_cae:
+            kwargs["enable_cae"] = True
+        with _as_authentication_error():
+            return self.credential().get_token(*scopes, **kwargs)
+
+    def _raise_failure_since(self, key: tuple[str, bool], asked: float) -> None:
+        """Raise the failure of a fetch for ``key`` that ended after the caller asked (it
+        waited for that fetch): each waiter trying again in turn would fail a hundred jobs
+        one after another, each after the credential's own retries, for minutes."""
+        failed = self._failures.get(key)
+        if failed is not None and failed[0] >= asked:
+            raise ClientAuthenticationError(message=str(failed[1])) from failed[1]
 
     def _brokered(self, scopes: tuple[str, ...], enable_cae: bool) -> AccessToken | None:
         """The session's token, or ``None`` once no session answers (then never asked again)."""

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import weakref
 from typing import Any
@@ -122,6 +123,39 @@ def test_a_worker_whose_session_is_slow_to_get_the_token_does_not_ask_for_one_to
     with pytest.raises(ClientAuthenticationError, match="gave no token within"):
         worker.get_token(SCOPE)
     assert worker.requests == 0
+
+
+class SlowFailingCredential(CountingCredential):
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        time.sleep(0.3)  # an identity endpoint that cannot be reached, after its retries
+        return super().get_token(*scopes, **kwargs)
+
+
+def test_askers_waiting_on_a_fetch_that_fails_share_its_failure() -> None:
+    """Not each its own try in turn: with Azure unreachable, N jobs failed one by one, each
+    after the credential's retries (about 5 s each)."""
+    unreachable = ClientAuthenticationError("identity endpoint unreachable")
+    failing = SlowFailingCredential(error=unreachable)
+    tokens = SharedTokenCredential(lambda: failing)
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            tokens.get_token(SCOPE)
+        except ClientAuthenticationError as exc:
+            errors.append(exc)
+
+    askers = [threading.Thread(target=ask) for _ in range(5)]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join(30)
+
+    assert len(errors) == 5 and all("unreachable" in str(e) for e in errors)
+    assert failing.calls == 1
+    with pytest.raises(ClientAuthenticationError):  # a later ask tries again
+        tokens.get_token(SCOPE)
+    assert failing.calls == 2
 
 
 def test_a_worker_whose_session_is_gone_uses_its_own_credential(broker: TokenBroker) -> None:
