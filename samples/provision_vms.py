@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from contextlib import AbstractContextManager
@@ -153,7 +154,19 @@ def provision(context: AzureContext, count: int, group: str, location: str, offl
     names = [f"asjob-vm{i:02d}" for i in range(1, count + 1)]
 
     started = time.monotonic()
-    jobs = [create(group, name, vm_parameters(name, location, offline)) for name in names]
+    jobs: list[asjob.Job[Any]] = []
+    try:
+        for name in names:
+            jobs.append(create(group, name, vm_parameters(name, location, offline)))
+        return report(jobs, started, count)
+    finally:
+        # Also when interrupted, even inside a start (so this session's jobs, not the list):
+        # running jobs are stopped first, and none is left behind.
+        asjob.remove_job(asjob.get_job(), force=True)
+
+
+def report(jobs: list[asjob.Job[Any]], started: float, count: int) -> int:
+    """Show the jobs' progress until they end, then what they created; the exit status."""
     print(asjob.format_jobs(jobs[:3]) + ("\n..." if count > 3 else ""))
     show_progress(jobs, started)
     elapsed = time.monotonic() - started
@@ -177,20 +190,34 @@ def provision(context: AzureContext, count: int, group: str, location: str, offl
         f"one after another: ~{one_by_one:.1f}s (the sum of the jobs' own durations), "
         f"{one_by_one / max(elapsed, 1e-9):.1f}x longer"
     )
-    asjob.remove_job(jobs)
     for line in failed:
         print(f"FAILED {line}", file=sys.stderr)
     return 1 if failed else 0
 
 
+def vm_count(text: str) -> int:
+    count = int(text)
+    if count < 0:
+        raise ValueError(text)
+    return count
+
+
+vm_count.__name__ = "number of VMs"  # what argparse calls it in an error
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=10, help="how many VMs (default 10)")
+    parser.add_argument("--count", type=vm_count, default=10, help="how many VMs (default 10)")
     args = parser.parse_args()
     subscription = os.environ.get("AZURE_SUBSCRIPTION_ID")
     if subscription:
-        context = connect_azure(subscription)  # DefaultAzureCredential, public Azure
-        group = os.environ["AZURE_RESOURCE_GROUP"]
+        group = os.environ.get("AZURE_RESOURCE_GROUP")
+        if not group:
+            parser.error("AZURE_SUBSCRIPTION_ID is set: set AZURE_RESOURCE_GROUP too")
+        try:
+            context = connect_azure(subscription)  # DefaultAzureCredential, public Azure
+        except ValueError as exc:
+            parser.error(str(exc))
         location = os.environ.get("AZURE_LOCATION", "westus2")
         print(f"Creating {args.count} VMs in subscription {subscription}, group {group}")
         return provision(context, args.count, group, location, offline=False)
@@ -204,5 +231,20 @@ def main() -> int:
         )
 
 
+def run() -> int:
+    """``main``, ending as a command-line tool should: quietly at Ctrl-C, a SIGTERM or a
+    closed pipe (``| head``), with the jobs removed and the local endpoint stopped."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted: the jobs were stopped and removed", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Nothing more can be shown; the interpreter must not try again at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -81,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
 def _stop_at_end_of_input(stopping: list[str]) -> None:
     """Stop once standard input ends: the parent that holds its other end has exited, even
     if killed (nothing else would stop an emulator whose parent was SIGKILLed)."""
-    with contextlib.suppress(OSError, ValueError):
-        while sys.stdin.buffer.read(4096):
+    # The descriptor, not sys.stdin: a thread blocked inside the buffered reader holds its
+    # lock, and the interpreter aborts at exit when it cannot take it to close stdin.
+    with contextlib.suppress(OSError):
+        while os.read(sys.stdin.fileno(), 4096):
             pass
     stopping.append("end of input")
 
