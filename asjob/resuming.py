@@ -47,6 +47,8 @@ def resume_job(
     still waiting or has completed. (Two resumes at the same instant may both start: each then
     waits on the same operation, neither starts it again.)
     """
+    if not isinstance(job, Job) and (not isinstance(job, int) or isinstance(job, bool)):
+        raise TypeError(f"expected a Job or a job id, not {type(job).__name__}: {job!r}")
     session = current_session()
     job_id = job.id if isinstance(job, Job) else job
     handle = session.handle(session.store.get_job(job_id))

@@ -177,6 +177,13 @@ def test_resume_refuses_a_job_with_nothing_to_resume(arm: ArmEmulator) -> None:
         asjob.resume_job(job)
 
 
+@pytest.mark.parametrize("what", [[1], {1: 2}, True, "1"])
+def test_resume_refuses_what_is_not_one_job_by_type(session: Session, what: Any) -> None:
+    # A list reached the store ("the job store failed"), and True was taken for job 1.
+    with pytest.raises(TypeError, match=f"expected a Job or a job id, not {type(what).__name__}"):
+        asjob.resume_job(what)
+
+
 def test_a_job_is_resumed_once_at_a_time(arm: ArmEmulator, session: Session) -> None:
     job = start_slow_create(arm, "vm-once", seconds=1.5)
     wait_for_resume_data(session, job.id)
