@@ -49,7 +49,9 @@ def check_private(path: Path, what: str) -> None:
     try:
         target = path.resolve()
     except (OSError, RuntimeError) as exc:  # a loop of links (RuntimeError before 3.13)
-        raise UnsafeFileError(f"refusing {what} {path}: its links cannot be followed ({exc})")
+        raise UnsafeFileError(
+            f"refusing {what} {path}: its links cannot be followed ({exc})"
+        ) from None
     for checked in dict.fromkeys([path.absolute(), target]):  # a link, and its target
         _check(checked, what)
 
