@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -259,8 +260,9 @@ def _warning_category(name: str | None) -> type[Warning]:
 
 
 def replay(reads: Iterable[Read]) -> None:
-    """Hand drained warnings and foreign log records to the caller's warnings and logging. A
-    warning the job wrote itself (``write_warning``) is a ``UserWarning`` from ``<job N>``."""
+    """Hand drained warnings and foreign log records to the caller's warnings and logging,
+    and show its information and errors. A warning the job wrote itself (``write_warning``)
+    is a ``UserWarning`` from ``<job N>``."""
     for read in reads:
         record = read.value
         if not isinstance(record, r.StreamRecord):
@@ -278,3 +280,18 @@ def replay(reads: Iterable[Read]) -> None:
             logger = logging.getLogger(record.source)
             if logger.isEnabledFor(record.level or logging.NOTSET):
                 logger.handle(logging.makeLogRecord(record.log))
+        elif read.row.stream in (r.INFORMATION, r.ERROR) and record.source in _SHOWN_SOURCES:
+            _show(record, read.row.stream)
+
+
+# Printed text, and the current_job() writers'. (A logging record's source is its logger's
+# name: it reaches the caller's logging instead, and is not shown twice.)
+_SHOWN_SOURCES = frozenset({"stdout", "stderr", "job"})
+
+
+def _show(record: r.StreamRecord, stream: str) -> None:
+    """What a job printed, or wrote with ``write_information``/``write_error``, shown as
+    Receive-Job shows it: on the caller's stdout; what it printed on stderr, and its errors,
+    on the caller's stderr. (Drained unseen, it would be lost: the store no longer has it.)"""
+    shown_on = sys.stderr if stream == r.ERROR or record.source == "stderr" else sys.stdout
+    shown_on.write(record.message + "\n")

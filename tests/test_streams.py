@@ -70,13 +70,37 @@ def test_receive_drains_streams_and_replays_warnings_and_logs(
     assert caplog.records == []
 
 
-def test_keep_replays_nothing(kind: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_receive_shows_what_the_job_printed_and_its_errors_once(
+    kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As Receive-Job shows information and errors: drained unseen, they were lost."""
+    job = asjob.start_job(f.streams, kind=kind)
+    asjob.wait_job(job)
+    assert capsys.readouterr() == ("", "")  # captured as the job ran, not shown then
+
+    with pytest.warns(Warning):
+        job.receive()
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["information text", "printed text"]
+    assert [line for line in err.splitlines() if "record" not in line] == [
+        "error text",
+        "to stderr",
+    ]
+    assert "an error record" not in err  # a logging record reaches logging, not this
+    job.receive()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_keep_replays_nothing(
+    kind: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     caplog.set_level(logging.DEBUG)
     job = asjob.start_job(f.streams, kind=kind)
     asjob.wait_job(job)
     caplog.clear()
     assert job.receive(keep=True) == "streams done"
     assert [r for r in caplog.records if r.name == "tests.jobfuncs"] == []
+    assert capsys.readouterr() == ("", "")
     assert job.warning
 
 
