@@ -82,7 +82,11 @@ def _builtin_member_values(exc: BaseException) -> dict[str, Any]:
             continue
         for name, attribute in vars(klass).items():
             if isinstance(attribute, types.MemberDescriptorType) and not name.startswith("__"):
-                values[name] = getattr(exc, name)
+                value = getattr(exc, name)
+                # None is what an unset one reads as; set, it changes how the error prints
+                # (an OSError would print "[Errno None] None: None -> None").
+                if value is not None:
+                    values[name] = value
     return values
 
 

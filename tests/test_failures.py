@@ -86,3 +86,9 @@ def test_what_built_in_types_keep_outside_args_and_dict_comes_back() -> None:
         "Permission denied",
         "/etc/shadow",
     )
+
+
+def test_an_os_error_with_only_a_message_prints_as_it_did() -> None:
+    rebuilt = decode_failure(_raised(ConnectionError("403 Client Error for url: https://x")))
+
+    assert str(rebuilt) == "403 Client Error for url: https://x"
