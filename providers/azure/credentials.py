@@ -397,7 +397,7 @@ class SharedTokenCredential:
             if token is None or token.expires_on - time.time() < REFRESH_MARGIN_S:
                 self._raise_failure_since(key, asked)
                 try:
-                    token = self._fetched(key, scopes, enable_cae, kwargs)
+                    token = self._fetched(scopes, enable_cae, kwargs)
                 except Exception as exc:
                     self._failures[key] = (time.monotonic(), exc)
                     raise
@@ -406,12 +406,9 @@ class SharedTokenCredential:
             return token
 
     def _fetched(
-        self,
-        key: tuple[str, bool],
-        scopes: tuple[str, ...],
-        enable_cae: bool,
-        kwargs: dict[str, Any],
+        self, scopes: tuple[str, ...], enable_cae: bool, kwargs: dict[str, Any]
     ) -> AccessToken:
+        """A new token: the session's (a worker's broker), else the real credential's."""
         token = self._brokered(scopes, enable_cae)
         if token is not None:
             return token
